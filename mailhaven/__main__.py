@@ -1,0 +1,3 @@
+from mailhaven.cli import main
+
+raise SystemExit(main())

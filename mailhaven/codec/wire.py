@@ -1,0 +1,83 @@
+"""Encoding of IMAP data items on the server-to-client side (RFC 9051 section 4).
+
+Pure functions from Python values to wire bytes.  Strings are sent quoted when
+RFC 9051 section 4.3 allows it (7-bit, no CR/LF/NUL, short) and as literals otherwise,
+so any byte sequence can be sent safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+NIL = b"NIL"
+
+# quoted = DQUOTE *QUOTED-CHAR DQUOTE; QUOTED-CHAR excludes CR, LF, NUL and 8-bit
+# (RFC 9051 section 9 allows UTF-8 only after ENABLE UTF8=ACCEPT).
+_QUOTED_MAX = 1024
+_ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0x20)) | {0x7F}
+
+
+def _quotable(data: bytes) -> bool:
+    return (
+        len(data) <= _QUOTED_MAX
+        and data.isascii()
+        and b"\r" not in data
+        and b"\n" not in data
+        and b"\0" not in data
+    )
+
+
+def literal(data: bytes) -> bytes:
+    """``literal = "{" number "}" CRLF *CHAR8`` (RFC 9051 section 4.3)."""
+    return b"{%d}\r\n" % len(data) + data
+
+
+def string(data: bytes | str) -> bytes:
+    """A ``string``: quoted when possible, a literal otherwise."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if _quotable(data):
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return literal(data)
+
+
+def nstring(data: bytes | str | None) -> bytes:
+    """``nstring = string / nil``."""
+    return NIL if data is None else string(data)
+
+
+def astring(data: bytes | str) -> bytes:
+    """``astring``: bare atom when the value is a valid atom, else a string."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if data and data.isascii() and not any(c in _ATOM_SPECIALS for c in data):
+        return data
+    return string(data)
+
+
+def number(value: int) -> bytes:
+    return b"%d" % value
+
+
+def paren(items: Iterable[bytes]) -> bytes:
+    """A parenthesised, space-separated list of already-encoded items."""
+    return b"(" + b" ".join(items) + b")"
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return paren(flag.encode("ascii") for flag in flags)
+
+
+def sequence_set(numbers: Iterable[int]) -> bytes:
+    """Compress numbers into a ``sequence-set`` (``1:3,7``); the input need not be
+    sorted.  Used for COPYUID/APPENDUID (RFC 4315) and ESEARCH ALL (RFC 4731)."""
+    ordered = sorted(set(numbers))
+    spans: list[bytes] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        spans.append(b"%d" % ordered[i] if i == j else b"%d:%d" % (ordered[i], ordered[j]))
+        i = j + 1
+    return b",".join(spans)

@@ -1,0 +1,300 @@
+"""The narrow asynchronous storage interface every backend implements.
+
+The IMAP layer only talks to this interface; :mod:`mailhaven.storage.sqlite` is the
+embedded default.  Rules every backend follows:
+
+* Every mutating method is one transaction: when it returns, its changes are
+  durable (survive a crash or ``kill -9``); when it raises, nothing changed.
+* Every change to a mailbox (append, flag change, expunge, copy/move into it) takes a
+  new modification sequence from the mailbox's counter (RFC 7162 section 3.1.1) and
+  records it on the changed message, so :meth:`Storage.changes_since` can tell any
+  session exactly what happened after the modseq it last saw.  Expunged UIDs are
+  remembered with the modseq of their expunge (for QRESYNC VANISHED).
+* After each committed change the backend calls :meth:`ChangeHub.publish` with the
+  mailbox id, so sessions with that mailbox selected (IDLE in particular) wake up.
+* Blocking work (SQLite calls, file I/O) never runs on the event loop thread.
+* Mailbox names are full hierarchical names as Python ``str`` (Unicode), with "/" as
+  the hierarchy separator; "INBOX" is stored as exactly "INBOX".
+"""
+
+from __future__ import annotations
+
+import datetime
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+class StorageError(Exception):
+    """Base class of errors the IMAP layer turns into NO responses."""
+
+
+class MailboxExists(StorageError):
+    """CREATE or RENAME to a name that exists (NO [ALREADYEXISTS])."""
+
+
+class MailboxNotFound(StorageError):
+    """The named mailbox does not exist (NO [NONEXISTENT] / [TRYCREATE])."""
+
+
+class MailboxHasChildren(StorageError):
+    """DELETE of a mailbox with inferiors that is already \\Noselect (RFC 9051 6.3.5)."""
+
+
+class UserExists(StorageError):
+    pass
+
+
+class UserNotFound(StorageError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    name: str
+    password_hash: str
+    imap_enabled: bool = True
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    user_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+    special_use: tuple[str, ...] = ()  # e.g. ("\\Sent",) (RFC 6154)
+    selectable: bool = True  # False for a \Noselect placeholder left by DELETE
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    """What STATUS reports (RFC 9051 section 6.3.11, RFC 8438 SIZE)."""
+
+    messages: int
+    recent: int
+    unseen: int
+    deleted: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highest_modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """The small per-message facts a selected mailbox keeps in memory."""
+
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+    internal_date: datetime.datetime
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append: raw bytes exactly as received, and its metadata computed
+    once (see :func:`mailhaven.mime.analyze`)."""
+
+    raw: bytes
+    flags: frozenset[str]
+    internal_date: datetime.datetime
+    metadata: bytes  # MessageMetadata.to_bytes()
+    body_text: str = ""  # decoded text of the body parts, for SEARCH BODY
+    header_text: str = ""  # decoded header fields, for SEARCH TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContent:
+    """What FETCH needs beyond the summary; fields not asked for are None."""
+
+    uid: int
+    raw: bytes | None = None
+    metadata: bytes | None = None  # MessageMetadata.to_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Everything that happened in a mailbox after some modseq."""
+
+    highest_modseq: int
+    uidnext: int
+    changed: tuple[MessageSummary, ...]  # new or flag-changed messages, UID order
+    expunged: tuple[int, ...]  # UIDs expunged after the modseq, ascending
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    changed: tuple[MessageSummary, ...]  # messages whose flags changed (new modseq)
+    unchanged_since_failed: tuple[int, ...] = ()  # UIDs refused by UNCHANGEDSINCE
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """COPYUID data (RFC 4315): source UIDs and the UIDs they got, pairwise."""
+
+    uidvalidity: int
+    source_uids: tuple[int, ...]
+    destination_uids: tuple[int, ...]
+
+
+Listener = Callable[[int], None]
+
+
+@dataclass
+class ChangeHub:
+    """In-process publish/subscribe of "mailbox N changed" (called after commit)."""
+
+    _listeners: dict[int, set[Listener]] = field(default_factory=dict)
+
+    def subscribe(self, mailbox_id: int, listener: Listener) -> None:
+        self._listeners.setdefault(mailbox_id, set()).add(listener)
+
+    def unsubscribe(self, mailbox_id: int, listener: Listener) -> None:
+        listeners = self._listeners.get(mailbox_id)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[mailbox_id]
+
+    def publish(self, mailbox_id: int) -> None:
+        for listener in list(self._listeners.get(mailbox_id, ())):
+            listener(mailbox_id)
+
+
+class Storage(ABC):
+    """A mail store.  Methods are coroutines and safe to call concurrently."""
+
+    changes: ChangeHub
+
+    # ----------------------------------------------------------------- lifecycle
+    @abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema; must be called before anything else."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # ----------------------------------------------------------------- accounts
+    @abstractmethod
+    async def create_user(self, name: str, password_hash: str) -> User:
+        """Create an account with INBOX, Drafts, Sent, Trash, Junk and Archive (the
+        last five with their RFC 6154 special-use attributes), all subscribed."""
+
+    @abstractmethod
+    async def get_user(self, name: str) -> User | None: ...
+
+    @abstractmethod
+    async def list_users(self) -> list[User]: ...
+
+    @abstractmethod
+    async def set_password(self, name: str, password_hash: str) -> None: ...
+
+    @abstractmethod
+    async def delete_user(self, name: str) -> None:
+        """Delete the account and all its mail."""
+
+    # ----------------------------------------------------------------- mailboxes
+    @abstractmethod
+    async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
+        """All mailboxes of a user, including \\Noselect placeholders, by name."""
+
+    @abstractmethod
+    async def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
+        """Look up by exact name (the caller canonicalises INBOX)."""
+
+    @abstractmethod
+    async def create_mailbox(
+        self, user_id: int, name: str, special_use: Sequence[str] = ()
+    ) -> Mailbox:
+        """Create a mailbox (and any missing superiors, RFC 9051 6.3.4); raise
+        MailboxExists if it exists and is selectable; turns a \\Noselect placeholder
+        of that name into a real mailbox with a new UIDVALIDITY."""
+
+    @abstractmethod
+    async def delete_mailbox(self, user_id: int, name: str) -> None:
+        """RFC 9051 6.3.5: a mailbox with inferiors becomes \\Noselect (its messages
+        are removed); one without is removed; raise MailboxHasChildren when it is
+        already \\Noselect and has inferiors; MailboxNotFound when absent."""
+
+    @abstractmethod
+    async def rename_mailbox(self, user_id: int, old: str, new: str) -> None:
+        """RFC 9051 6.3.6: renames inferiors too and creates missing superiors of
+        *new*; renaming INBOX moves all its messages to a new mailbox *new* and
+        leaves INBOX empty.  Raises MailboxNotFound / MailboxExists."""
+
+    @abstractmethod
+    async def subscriptions(self, user_id: int) -> set[str]: ...
+
+    @abstractmethod
+    async def subscribe(self, user_id: int, name: str) -> None: ...
+
+    @abstractmethod
+    async def unsubscribe(self, user_id: int, name: str) -> None: ...
+
+    @abstractmethod
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...
+
+    # ----------------------------------------------------------------- messages
+    @abstractmethod
+    async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
+        """Append all messages atomically (MULTIAPPEND, RFC 3502); new messages are
+        \\Recent.  Returns uidvalidity and the new UIDs (source_uids empty)."""
+
+    @abstractmethod
+    async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
+        """Every message of the mailbox in UID order."""
+
+    @abstractmethod
+    async def claim_recent(self, mailbox_id: int) -> set[int]:
+        """UIDs whose \\Recent belongs to the caller: returns and clears them, so
+        only one session sees each message as recent (RFC 3501 2.3.2)."""
+
+    @abstractmethod
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes: ...
+
+    @abstractmethod
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        mode: str,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> StoreResult:
+        """mode "+" adds, "-" removes, "" replaces.  Only messages whose flags really
+        change get a new modseq.  With *unchanged_since*, a message whose modseq is
+        greater is left alone and reported (RFC 7162 3.1.3)."""
+
+    @abstractmethod
+    async def copy(
+        self, source_mailbox_id: int, uids: Iterable[int], destination_mailbox_id: int
+    ) -> CopyResult:
+        """Copy messages with flags and internal date; the copies are \\Recent."""
+
+    @abstractmethod
+    async def move(
+        self, source_mailbox_id: int, uids: Iterable[int], destination_mailbox_id: int
+    ) -> CopyResult:
+        """Copy then expunge from the source, in one transaction (RFC 6851)."""
+
+    @abstractmethod
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove messages flagged \\Deleted (only those among *uids* when given);
+        returns the expunged UIDs ascending."""
+
+    @abstractmethod
+    async def fetch_content(
+        self, mailbox_id: int, uids: Sequence[int], *, raw: bool, metadata: bool
+    ) -> list[MessageContent]:
+        """Stored bytes and/or metadata of existing messages, in the order of
+        *uids* (UIDs that no longer exist are left out)."""
+
+    @abstractmethod
+    async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
+        """UIDs whose decoded body text (and with *headers*, decoded header text)
+        contains *needle*, compared case-insensitively (RFC 9051 6.4.4 BODY/TEXT)."""
