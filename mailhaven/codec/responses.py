@@ -102,9 +102,7 @@ def flags(flag_names: Iterable[str]) -> Data:
 
 def fetch(sequence_number: int, items: Sequence[tuple[bytes, bytes]]) -> Data:
     """``message-data = nz-number SP "FETCH" SP msg-att``; items are (name, value)."""
-    return Data(
-        b"%d FETCH (" % sequence_number + b" ".join(n + b" " + v for n, v in items) + b")"
-    )
+    return Data(b"%d FETCH (" % sequence_number + b" ".join(n + b" " + v for n, v in items) + b")")
 
 
 def capability(names: Iterable[str]) -> Data:
@@ -121,6 +119,8 @@ def list_item(
     delimiter: str | None,
     encoded_name: bytes,
     extended: bytes = b"",
+    *,
+    utf8: bool = False,
 ) -> Data:
     """``mailbox-list`` for LIST/LSUB (RFC 9051 section 7.3.1); *encoded_name* is
     the mailbox name already in the session's encoding (mUTF-7 or UTF-8)."""
@@ -131,15 +131,15 @@ def list_item(
         + b" "
         + (wire.NIL if delimiter is None else wire.string(delimiter))
         + b" "
-        + wire.astring(encoded_name)
+        + wire.astring(encoded_name, utf8=utf8)
         + extended
     )
 
 
-def status(encoded_name: bytes, items: Sequence[tuple[str, int]]) -> Data:
+def status(encoded_name: bytes, items: Sequence[tuple[str, int]], *, utf8: bool = False) -> Data:
     return Data(
         b"STATUS "
-        + wire.astring(encoded_name)
+        + wire.astring(encoded_name, utf8=utf8)
         + b" "
         + wire.paren(b"%s %d" % (name.encode("ascii"), value) for name, value in items)
     )

@@ -7,6 +7,7 @@ so any byte sequence can be sent safely.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 
 NIL = b"NIL"
@@ -17,14 +18,22 @@ _QUOTED_MAX = 1024
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0x20)) | {0x7F}
 
 
-def _quotable(data: bytes) -> bool:
+def _quotable(data: bytes, utf8: bool) -> bool:
     return (
         len(data) <= _QUOTED_MAX
-        and data.isascii()
+        and (data.isascii() or (utf8 and _is_utf8(data)))
         and b"\r" not in data
         and b"\n" not in data
         and b"\0" not in data
     )
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def literal(data: bytes) -> bytes:
@@ -32,11 +41,12 @@ def literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
-def string(data: bytes | str) -> bytes:
-    """A ``string``: quoted when possible, a literal otherwise."""
+def string(data: bytes | str, *, utf8: bool = False) -> bytes:
+    """A ``string``: quoted when possible, a literal otherwise.  With *utf8* (after
+    ENABLE IMAP4rev2 / UTF8=ACCEPT), quoted strings may hold UTF-8 (RFC 9051 sec. 9)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    if _quotable(data):
+    if _quotable(data, utf8):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return literal(data)
 
@@ -46,13 +56,13 @@ def nstring(data: bytes | str | None) -> bytes:
     return NIL if data is None else string(data)
 
 
-def astring(data: bytes | str) -> bytes:
+def astring(data: bytes | str, *, utf8: bool = False) -> bytes:
     """``astring``: bare atom when the value is a valid atom, else a string."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     if data and data.isascii() and not any(c in _ATOM_SPECIALS for c in data):
         return data
-    return string(data)
+    return string(data, utf8=utf8)
 
 
 def number(value: int) -> bytes:
@@ -81,3 +91,19 @@ def sequence_set(numbers: Iterable[int]) -> bytes:
         spans.append(b"%d" % ordered[i] if i == j else b"%d:%d" % (ordered[i], ordered[j]))
         i = j + 1
     return b",".join(spans)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def date_time(value: datetime.datetime) -> bytes:
+    """``date-time = DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP
+    zone DQUOTE`` (RFC 9051 section 9), e.g. ``"01-Jan-2024 12:00:00 +0000"``."""
+    offset = value.utcoffset() or datetime.timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    minutes = abs(minutes)
+    return (
+        f'"{value.day:02d}-{_MONTHS[value.month - 1]}-{value.year:04d} '
+        f'{value:%H:%M:%S} {sign}{minutes // 60:02d}{minutes % 60:02d}"'
+    ).encode("ascii")

@@ -1,0 +1,64 @@
+"""What the server advertises in CAPABILITY (RFC 9051 section 6.1.1).
+
+Only extensions that fully work are listed.  Before authentication the list depends
+on whether a password may be sent: without TLS (RFC 9051 section 11.1) the server
+advertises STARTTLS and LOGINDISABLED and no AUTH= mechanisms.
+"""
+
+from __future__ import annotations
+
+from mailhaven.imap.session import Session, State
+
+# Extensions available once authenticated; each is implemented by the handler named.
+_AUTHENTICATED = (
+    "ENABLE",  # commands/any_state.py (RFC 5161)
+    "IDLE",  # commands/idle.py (RFC 2177)
+    "NAMESPACE",  # commands/mailboxes.py (RFC 2342)
+    "UNSELECT",  # commands/selected_state.py (RFC 3691)
+    "UIDPLUS",  # APPENDUID/COPYUID/UID EXPUNGE (RFC 4315)
+    "MOVE",  # commands/copy_move.py (RFC 6851)
+    "CHILDREN",  # commands/listing.py (RFC 3348)
+    "SPECIAL-USE",  # commands/listing.py (RFC 6154)
+    "CREATE-SPECIAL-USE",  # commands/mailboxes.py (RFC 6154 section 3)
+    "LIST-EXTENDED",  # commands/listing.py (RFC 5258)
+    "LIST-STATUS",  # commands/listing.py (RFC 5819)
+    "ESEARCH",  # commands/search.py (RFC 4731)
+    "SEARCHRES",  # commands/search.py (RFC 5182)
+    "WITHIN",  # imap/search.py OLDER/YOUNGER (RFC 5032)
+    "MULTIAPPEND",  # commands/append.py (RFC 3502)
+    "BINARY",  # commands/fetch.py (RFC 3516)
+    "STATUS=SIZE",  # commands/mailboxes.py (RFC 8438)
+)
+
+# Extensions that affect the wire syntax or are needed before login.
+_ALWAYS = ("SASL-IR", "ID", "LITERAL+")
+
+
+def capabilities(session: Session) -> list[str]:
+    names = ["IMAP4rev1", "IMAP4rev2"]
+    if session.state is State.NOT_AUTHENTICATED:
+        if session.channel.tls_available and not session.channel.secure:
+            names.append("STARTTLS")
+        if password_login_allowed(session):
+            names.append("AUTH=PLAIN")
+        else:
+            names.append("LOGINDISABLED")
+        names.extend(_ALWAYS)
+        return names
+    names.extend(_ALWAYS)
+    names.extend(_AUTHENTICATED)
+    names.append(f"APPENDLIMIT={session.config.limits.max_literal_size}")
+    return names
+
+
+def password_login_allowed(session: Session) -> bool:
+    """RFC 9051 section 11.1 / 6.2.3: no cleartext passwords without TLS, except
+    from loopback when configuration allows it."""
+    channel = session.channel
+    if channel.secure:
+        return True
+    return session.config.auth.allow_plaintext_on_loopback and channel.peer_is_loopback
+
+
+def capability_code(session: Session) -> bytes:
+    return b"CAPABILITY " + " ".join(capabilities(session)).encode("ascii")

@@ -1,0 +1,200 @@
+"""FETCH and UID FETCH (RFC 9051 section 6.4.5), BINARY (RFC 3516) and
+CHANGEDSINCE (RFC 7162 section 3.1.4).
+
+Everything is served from what was stored at delivery: ENVELOPE and BODYSTRUCTURE
+are stored wire bytes, sections are slices of the raw message at stored offsets.
+Content is loaded in batches so a FETCH 1:* of a large mailbox keeps memory bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mailhaven.codec import commands as c
+from mailhaven.codec import responses, wire
+from mailhaven.codec.commands import FetchAttribute, Section
+from mailhaven.codec.responses import Tagged
+from mailhaven.imap.selected import SelectedMailbox
+from mailhaven.imap.session import Session, bad, no
+from mailhaven.mime import MessageMetadata, UnknownCTE, binary_bytes, binary_size, section_bytes
+from mailhaven.storage.interface import MessageContent
+
+BATCH = 256  # messages whose content is loaded at once
+
+_NEEDS_RAW = frozenset(
+    {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]", "BINARY", "BINARY.SIZE"}
+)
+_NEEDS_METADATA = _NEEDS_RAW | {"ENVELOPE", "BODY", "BODYSTRUCTURE"}
+_SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT", "BODY[]", "BINARY"})
+_SUPPORTED = _NEEDS_METADATA | {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ"}
+
+_HEADER = Section(text="HEADER")
+_TEXT = Section(text="TEXT")
+
+
+class _Message:
+    """What one FETCH response is built from."""
+
+    __slots__ = ("uid", "number", "raw", "metadata")
+
+    def __init__(self, uid: int, number: int, content: MessageContent | None) -> None:
+        self.uid = uid
+        self.number = number
+        self.raw = content.raw if content else None
+        meta = content.metadata if content else None
+        self.metadata = MessageMetadata.from_bytes(meta) if meta is not None else None
+
+
+async def fetch(session: Session, command: c.Fetch) -> Tagged:
+    view = session.require_selected()
+    if not command.uid and not view.sequence_in_range(command.sequence):
+        raise bad("Invalid message sequence number")
+    unsupported = [a.name for a in command.attributes if a.name not in _SUPPORTED]
+    if unsupported:
+        raise bad(f"Unsupported FETCH item {unsupported[0]}")
+    attributes = list(command.attributes)
+    uids = view.resolve(command.sequence, uid=command.uid, saved=session.saved_search or ())
+    if command.changed_since is not None:
+        # RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ in the results.
+        uids = [u for u in uids if view.summaries[u].modseq > command.changed_since]
+        if not any(a.name == "MODSEQ" for a in attributes):
+            attributes.append(FetchAttribute("MODSEQ"))
+    if any(a.name == "MODSEQ" for a in attributes):
+        view.condstore = True
+    await _mark_seen(session, view, uids, attributes)
+    need_raw = any(a.name in _NEEDS_RAW for a in attributes)
+    need_metadata = any(a.name in _NEEDS_METADATA for a in attributes)
+    missing = 0
+    for start in range(0, len(uids), BATCH):
+        batch = uids[start : start + BATCH]
+        contents: dict[int, MessageContent] = {}
+        if need_raw or need_metadata:
+            loaded = await session.storage.fetch_content(
+                view.mailbox.id, batch, raw=need_raw, metadata=need_metadata
+            )
+            contents = {content.uid: content for content in loaded}
+        out = []
+        for uid in batch:
+            number = view.sequence_number(uid)
+            content = contents.get(uid)
+            if number is None or ((need_raw or need_metadata) and content is None):
+                missing += 1
+                continue
+            message = _Message(uid, number, content)
+            out.append(responses.fetch(number, _items(view, message, attributes)))
+        await session.send_all(out)
+    if missing:
+        raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
+    return Tagged(command.tag, "OK", "FETCH completed")
+
+
+async def _mark_seen(
+    session: Session, view: SelectedMailbox, uids: Sequence[int], attributes: list[FetchAttribute]
+) -> None:
+    """RFC 9051 6.4.5: fetching BODY[...] (not .PEEK) sets \\Seen; the changed flags
+    are then reported in the same FETCH response."""
+    if view.readonly or not any(a.name in _SETS_SEEN and not a.peek for a in attributes):
+        return
+    unseen = [u for u in uids if "\\Seen" not in view.summaries[u].flags]
+    if not unseen:
+        return
+    result = await session.storage.store_flags(view.mailbox.id, unseen, "+", frozenset({"\\Seen"}))
+    view.record_own_changes(result.changed)
+    if not any(a.name == "FLAGS" for a in attributes):
+        attributes.append(FetchAttribute("FLAGS"))
+
+
+def _items(
+    view: SelectedMailbox, message: _Message, attributes: list[FetchAttribute]
+) -> list[tuple[bytes, bytes]]:
+    return [
+        (_response_name(attr), _ENCODERS[attr.name](view, message, attr)) for attr in attributes
+    ]
+
+
+def _response_name(attr: FetchAttribute) -> bytes:
+    """The item name echoed in the response: ``BODY[1.HEADER]<0>`` keeps only the
+    origin octet of a partial (RFC 9051 section 7.5.2); .PEEK is dropped."""
+    name = attr.name
+    if attr.section is None:
+        return name.encode("ascii")
+    base = "BODY" if name == "BODY[]" else name
+    text = base.encode("ascii") + b"[" + _section_spec(attr.section) + b"]"
+    if attr.partial is not None and name != "BINARY.SIZE":
+        text += b"<%d>" % attr.partial[0]
+    return text
+
+
+def _section_spec(section: Section) -> bytes:
+    parts = [b".".join(b"%d" % n for n in section.part)] if section.part else []
+    if section.text:
+        parts.append(section.text.encode("ascii"))
+    spec = b".".join(parts)
+    if section.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        spec += b" " + wire.paren(wire.astring(f) for f in section.fields)
+    return spec
+
+
+def _partial(data: bytes, attr: FetchAttribute) -> bytes:
+    if attr.partial is None:
+        return data
+    offset, count = attr.partial
+    return data[offset : offset + count]
+
+
+def _body_value(data: bytes) -> bytes:
+    return wire.literal(data) if data else b'""'
+
+
+def _raw(message: _Message) -> bytes:
+    assert message.raw is not None
+    return message.raw
+
+
+def _metadata(message: _Message) -> MessageMetadata:
+    assert message.metadata is not None
+    return message.metadata
+
+
+def _section(message: _Message, section: Section) -> bytes:
+    return section_bytes(_raw(message), _metadata(message), section)
+
+
+def _binary(view: SelectedMailbox, message: _Message, attr: FetchAttribute) -> bytes:
+    assert attr.section is not None
+    try:
+        data = binary_bytes(_raw(message), _metadata(message), attr.section.part)
+    except UnknownCTE:
+        raise no("Cannot decode this part's content transfer encoding", b"UNKNOWN-CTE") from None
+    data = _partial(data, attr)
+    if b"\0" in data:
+        return b"~" + wire.literal(data)  # literal8, RFC 3516 section 4.2
+    return _body_value(data)
+
+
+def _binary_size(view: SelectedMailbox, message: _Message, attr: FetchAttribute) -> bytes:
+    assert attr.section is not None
+    try:
+        return b"%d" % binary_size(_raw(message), _metadata(message), attr.section.part)
+    except UnknownCTE:
+        raise no("Cannot decode this part's content transfer encoding", b"UNKNOWN-CTE") from None
+
+
+Encoder = Callable[[SelectedMailbox, _Message, FetchAttribute], bytes]
+
+_ENCODERS: dict[str, Encoder] = {
+    "UID": lambda view, m, a: b"%d" % m.uid,
+    "FLAGS": lambda view, m, a: wire.flag_list(view.flags_of(m.uid)),
+    "INTERNALDATE": lambda view, m, a: wire.date_time(view.summaries[m.uid].internal_date),
+    "RFC822.SIZE": lambda view, m, a: b"%d" % view.summaries[m.uid].size,
+    "MODSEQ": lambda view, m, a: b"(%d)" % view.summaries[m.uid].modseq,
+    "ENVELOPE": lambda view, m, a: _metadata(m).envelope,
+    "BODY": lambda view, m, a: _metadata(m).body,
+    "BODYSTRUCTURE": lambda view, m, a: _metadata(m).bodystructure,
+    "RFC822": lambda view, m, a: _body_value(_raw(m)),
+    "RFC822.HEADER": lambda view, m, a: _body_value(_section(m, _HEADER)),
+    "RFC822.TEXT": lambda view, m, a: _body_value(_section(m, _TEXT)),
+    "BODY[]": lambda view, m, a: _body_value(_partial(_section(m, a.section or Section()), a)),
+    "BINARY": _binary,
+    "BINARY.SIZE": _binary_size,
+}

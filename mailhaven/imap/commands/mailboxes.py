@@ -1,0 +1,146 @@
+"""Mailbox commands: SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+UNSUBSCRIBE, NAMESPACE and STATUS (RFC 9051 sections 6.3.2-6.3.8, 6.3.10-6.3.11;
+RFC 6154 section 3 CREATE USE; RFC 8438 STATUS SIZE)."""
+
+from __future__ import annotations
+
+from mailhaven.codec import commands as c
+from mailhaven.codec import responses
+from mailhaven.codec.responses import Tagged
+from mailhaven.imap.commands.listing import list_response_for
+from mailhaven.imap.mailbox_status import status_response
+from mailhaven.imap.selected import SelectedMailbox
+from mailhaven.imap.session import Session, no, untagged_ok
+from mailhaven.storage.interface import MailboxExists, MailboxHasChildren, MailboxNotFound
+
+SEPARATOR = "/"
+MAX_NAME_LENGTH = 512  # characters of the full name
+MAX_DEPTH = 32  # hierarchy levels
+SPECIAL_USES = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+
+
+async def select(session: Session, command: c.Select) -> Tagged:
+    """SELECT and EXAMINE: deselect first, so a failed SELECT leaves none selected."""
+    if session.selected is not None:
+        session.leave_selected()
+        if session.rev2:
+            await session.send(untagged_ok("Previous mailbox is now closed", b"CLOSED"))
+    name = session.decode_mailbox_name(command.mailbox)
+    mailbox = await session.find_mailbox(name)
+    view = await SelectedMailbox.open(session.storage, mailbox, readonly=command.readonly)
+    session.enter_selected(view)
+    out: list[responses.Response] = [view.flags_response(), responses.exists(view.exists)]
+    if not session.rev2:
+        out.append(responses.recent(len(view.recent)))
+        first_unseen = next(
+            (n for n, uid in enumerate(view.uids, 1) if "\\Seen" not in view.summaries[uid].flags),
+            None,
+        )
+        if first_unseen is not None:
+            out.append(untagged_ok(f"First unseen is {first_unseen}", b"UNSEEN %d" % first_unseen))
+    if command.readonly:
+        out.append(untagged_ok("No permanent flags in read-only mode", b"PERMANENTFLAGS ()"))
+    else:
+        out.append(untagged_ok("Flags permitted", view.permanent_flags_code()))
+    out.append(untagged_ok("UIDs valid", b"UIDVALIDITY %d" % mailbox.uidvalidity))
+    out.append(untagged_ok("Predicted next UID", b"UIDNEXT %d" % view.uidnext))
+    if session.rev2:
+        out.append(await list_response_for(session, mailbox))
+    await session.send_all(out)
+    if command.readonly:
+        return Tagged(command.tag, "OK", "EXAMINE completed", b"READ-ONLY")
+    return Tagged(command.tag, "OK", "SELECT completed", b"READ-WRITE")
+
+
+def check_new_name(name: str) -> str:
+    """The name to create, or NO with a reason (RFC 9051 6.3.4: a trailing
+    separator only declares the intent to create inferiors)."""
+    if name.endswith(SEPARATOR) and len(name) > 1:
+        name = name.rstrip(SEPARATOR)
+    parts = name.split(SEPARATOR)
+    if not name or any(part == "" for part in parts):
+        raise no("Mailbox names cannot be empty or contain empty levels", b"CANNOT")
+    if len(name) > MAX_NAME_LENGTH or len(parts) > MAX_DEPTH:
+        raise no("Mailbox name is too long or too deeply nested", b"LIMIT")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name) or "*" in name or "%" in name:
+        raise no("Mailbox names cannot contain control characters, '*' or '%'", b"CANNOT")
+    if name[0] in "~#." or any(part in (".", "..") for part in parts):
+        raise no("Mailbox names cannot start with '~', '#' or '.', nor contain '..'", b"CANNOT")
+    return name
+
+
+async def create(session: Session, command: c.Create) -> Tagged:
+    name = check_new_name(session.decode_mailbox_name(command.mailbox))
+    if name == "INBOX":
+        raise no("INBOX always exists", b"ALREADYEXISTS")
+    unknown = [use for use in command.special_use if use not in SPECIAL_USES]
+    if unknown:
+        raise no(f"Unsupported special-use attribute {unknown[0]}", b"USEATTR")
+    try:
+        await session.storage.create_mailbox(
+            session.require_user().id, name, tuple(command.special_use)
+        )
+    except MailboxExists:
+        raise no(f"Mailbox {name!r} already exists", b"ALREADYEXISTS") from None
+    return Tagged(command.tag, "OK", "CREATE completed")
+
+
+async def delete(session: Session, command: c.Delete) -> Tagged:
+    name = session.decode_mailbox_name(command.mailbox)
+    if name == "INBOX":
+        raise no("INBOX cannot be deleted", b"CANNOT")
+    if session.selected is not None and session.selected.mailbox.name == name:
+        session.leave_selected()
+    try:
+        await session.storage.delete_mailbox(session.require_user().id, name)
+    except MailboxNotFound:
+        raise no(f"Mailbox {name!r} does not exist", b"NONEXISTENT") from None
+    except MailboxHasChildren:
+        raise no(f"Mailbox {name!r} has inferior mailboxes", b"INUSE") from None
+    return Tagged(command.tag, "OK", "DELETE completed")
+
+
+async def rename(session: Session, command: c.Rename) -> Tagged:
+    old = session.decode_mailbox_name(command.old)
+    new = check_new_name(session.decode_mailbox_name(command.new))
+    if new == "INBOX" or new.startswith(old + SEPARATOR):
+        raise no(f"Cannot rename {old!r} to {new!r}", b"CANNOT")
+    try:
+        await session.storage.rename_mailbox(session.require_user().id, old, new)
+    except MailboxNotFound:
+        raise no(f"Mailbox {old!r} does not exist", b"NONEXISTENT") from None
+    except MailboxExists:
+        raise no(f"Mailbox {new!r} already exists", b"ALREADYEXISTS") from None
+    return Tagged(command.tag, "OK", "RENAME completed")
+
+
+async def subscribe(session: Session, command: c.Subscribe) -> Tagged:
+    name = session.decode_mailbox_name(command.mailbox)
+    await session.find_mailbox(name)
+    await session.storage.subscribe(session.require_user().id, name)
+    return Tagged(command.tag, "OK", "SUBSCRIBE completed")
+
+
+async def unsubscribe(session: Session, command: c.Unsubscribe) -> Tagged:
+    """RFC 9051 6.3.8: a name that no longer exists can still be unsubscribed."""
+    name = session.decode_mailbox_name(command.mailbox)
+    user_id = session.require_user().id
+    if name not in await session.storage.subscriptions(user_id):
+        raise no(f"Not subscribed to {name!r}", b"NONEXISTENT")
+    await session.storage.unsubscribe(user_id, name)
+    return Tagged(command.tag, "OK", "UNSUBSCRIBE completed")
+
+
+async def namespace(session: Session, command: c.Namespace) -> Tagged:
+    """RFC 2342 / RFC 9051 6.3.10: one personal namespace, no prefix."""
+    await session.send(responses.Data(b'NAMESPACE (("" "/")) NIL NIL'))
+    return Tagged(command.tag, "OK", "NAMESPACE completed")
+
+
+async def status(session: Session, command: c.Status) -> Tagged:
+    name = session.decode_mailbox_name(command.mailbox)
+    mailbox = await session.find_mailbox(name)
+    await session.send(await status_response(session, mailbox.id, name, command.items))
+    return Tagged(command.tag, "OK", "STATUS completed")

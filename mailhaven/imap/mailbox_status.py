@@ -1,0 +1,33 @@
+"""The ``* STATUS`` response shared by STATUS and LIST-STATUS (RFC 9051 section
+6.3.11, RFC 5819, RFC 8438 SIZE, RFC 7889 APPENDLIMIT)."""
+
+from __future__ import annotations
+
+from mailhaven.codec import responses
+from mailhaven.imap.session import Session, bad
+
+
+async def status_response(
+    session: Session, mailbox_id: int, name: str, items: tuple[str, ...]
+) -> responses.Data:
+    """``* STATUS`` for RFC 9051 6.3.11 items, RFC 8438 SIZE, RFC 7889 APPENDLIMIT."""
+    counts = await session.storage.mailbox_counts(mailbox_id)
+    values = {
+        "MESSAGES": counts.messages,
+        "RECENT": counts.recent,
+        "UIDNEXT": counts.uidnext,
+        "UIDVALIDITY": counts.uidvalidity,
+        "UNSEEN": counts.unseen,
+        "DELETED": counts.deleted,
+        "SIZE": counts.size,
+        "HIGHESTMODSEQ": counts.highest_modseq,
+        "APPENDLIMIT": session.config.limits.max_literal_size,
+    }
+    unknown = [item for item in items if item not in values]
+    if unknown:
+        raise bad(f"Unknown STATUS item {unknown[0]}")
+    return responses.status(
+        session.encode_mailbox_name(name),
+        [(item, values[item]) for item in items],
+        utf8=session.utf8,
+    )

@@ -1,0 +1,214 @@
+"""Evaluation of SEARCH keys against a selected mailbox (RFC 9051 section 6.4.4,
+RFC 3501 section 6.4.4, RFC 5032 WITHIN, RFC 7162 MODSEQ).
+
+Keys about flags, numbers, sizes and dates are answered from the selected view in
+memory.  BODY and TEXT go to the store's text index (one query per distinct needle,
+before the per-message pass).  Header keys need each message's stored header, which
+is loaded in batches only when the query uses such a key.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailhaven.codec.commands import SearchKey, SequenceSet
+from mailhaven.imap.selected import SelectedMailbox
+from mailhaven.mime import MessageMetadata, header_value
+from mailhaven.storage.interface import MessageSummary, Storage
+
+BATCH = 512
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "DELETED": ("\\Deleted", True),
+    "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True),
+    "SEEN": ("\\Seen", True),
+    "UNANSWERED": ("\\Answered", False),
+    "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False),
+    "UNFLAGGED": ("\\Flagged", False),
+    "UNSEEN": ("\\Seen", False),
+}
+_ADDRESS_KEYS = {"FROM": "From", "TO": "To", "CC": "Cc", "BCC": "Bcc", "SUBJECT": "Subject"}
+_TEXT_KEYS = {"BODY": False, "TEXT": True}
+_HEADER_KEYS = frozenset({*_ADDRESS_KEYS, "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE"})
+
+
+@dataclass
+class _Message:
+    number: int
+    summary: MessageSummary
+    raw: bytes | None = None
+    metadata: MessageMetadata | None = None
+
+
+@dataclass
+class _Context:
+    view: SelectedMailbox
+    saved: set[int]
+    now: datetime.datetime
+    text_hits: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+
+
+async def matching_uids(
+    storage: Storage,
+    view: SelectedMailbox,
+    key: SearchKey,
+    *,
+    saved: set[int] | None = None,
+    now: datetime.datetime | None = None,
+) -> list[int]:
+    """UIDs of the messages in *view* matching *key*, in sequence-number order."""
+    context = _Context(view, saved or set(), now or datetime.datetime.now(datetime.UTC))
+    for op, needle in _text_needles(key):
+        if (op, needle) not in context.text_hits:
+            context.text_hits[(op, needle)] = await storage.search_text(
+                view.mailbox.id, needle, headers=_TEXT_KEYS[op]
+            )
+    predicate = _compile(key, context)
+    needs_headers = _uses(key, _HEADER_KEYS)
+    matches: list[int] = []
+    for start in range(0, len(view.uids), BATCH):
+        batch = view.uids[start : start + BATCH]
+        messages = [_Message(start + i + 1, view.summaries[uid]) for i, uid in enumerate(batch)]
+        if needs_headers:
+            contents = await storage.fetch_content(view.mailbox.id, batch, raw=True, metadata=True)
+            by_uid = {content.uid: content for content in contents}
+            for message in messages:
+                content = by_uid.get(message.summary.uid)
+                if content is not None and content.metadata is not None:
+                    message.raw = content.raw
+                    message.metadata = MessageMetadata.from_bytes(content.metadata)
+        matches.extend(m.summary.uid for m in messages if predicate(m))
+    return matches
+
+
+def _children(key: SearchKey) -> list[SearchKey]:
+    if key.op == "NOT":
+        return [key.args]  # type: ignore[list-item]
+    if key.op in ("OR", "AND"):
+        return list(key.args)  # type: ignore[arg-type]
+    return []
+
+
+def _text_needles(key: SearchKey) -> list[tuple[str, str]]:
+    found = [(key.op, key.args)] if key.op in _TEXT_KEYS else []
+    for child in _children(key):
+        found.extend(_text_needles(child))
+    return found  # type: ignore[return-value]
+
+
+def _uses(key: SearchKey, ops: frozenset[str]) -> bool:
+    return key.op in ops or any(_uses(child, ops) for child in _children(key))
+
+
+Predicate = Callable[[_Message], bool]
+
+
+def _compile(key: SearchKey, context: _Context) -> Predicate:
+    """Turn a key tree into one predicate; RFC 9051 6.4.4: a list of keys is their
+    intersection, OR and NOT are as named."""
+    op, args = key.op, key.args
+    if op == "AND":
+        parts = [_compile(child, context) for child in args]  # type: ignore[union-attr]
+        return lambda m: all(p(m) for p in parts)
+    if op == "OR":
+        left, right = (_compile(child, context) for child in args)  # type: ignore[union-attr]
+        return lambda m: left(m) or right(m)
+    if op == "NOT":
+        inner = _compile(args, context)  # type: ignore[arg-type]
+        return lambda m: not inner(m)
+    if op in _FLAG_KEYS:
+        flag, present = _FLAG_KEYS[op]
+        return lambda m: (flag in m.summary.flags) == present
+    if op in _TEXT_KEYS:
+        hits = context.text_hits[(op, args)]  # type: ignore[index]
+        return lambda m: m.summary.uid in hits
+    if op in _ADDRESS_KEYS:
+        return _header_contains(_ADDRESS_KEYS[op], str(args))
+    if op == "HEADER":
+        name, value = args  # type: ignore[misc]
+        return _header_contains(name, value)
+    return _simple(op, args, context)
+
+
+def _simple(op: str, args: object, context: _Context) -> Predicate:
+    view = context.view
+    recent = view.recent
+    if op == "ALL":
+        return lambda m: True
+    if op == "RECENT":
+        return lambda m: m.summary.uid in recent
+    if op == "NEW":
+        return lambda m: m.summary.uid in recent and "\\Seen" not in m.summary.flags
+    if op == "OLD":
+        return lambda m: m.summary.uid not in recent
+    if op in ("KEYWORD", "UNKEYWORD"):
+        wanted = str(args).lower()
+        present = op == "KEYWORD"
+        return lambda m: any(f.lower() == wanted for f in m.summary.flags) == present
+    if op in ("BEFORE", "ON", "SINCE"):
+        compare = _date_comparison(op, args)  # type: ignore[arg-type]
+        return lambda m: compare(m.summary.internal_date.date())
+    if op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+        compare = _date_comparison(op[4:], args)  # type: ignore[arg-type]
+        return lambda m: (
+            bool(m.metadata and m.metadata.sent_date)
+            and compare(
+                m.metadata.sent_date.date()  # type: ignore[union-attr]
+            )
+        )
+    if op == "LARGER":
+        return lambda m: m.summary.size > args  # type: ignore[operator]
+    if op == "SMALLER":
+        return lambda m: m.summary.size < args  # type: ignore[operator]
+    if op in ("OLDER", "YOUNGER"):
+        # RFC 5032: OLDER n is INTERNALDATE more than n seconds ago.
+        cutoff = context.now - datetime.timedelta(seconds=int(args))  # type: ignore[call-overload]
+        if op == "OLDER":
+            return lambda m: m.summary.internal_date <= cutoff
+        return lambda m: m.summary.internal_date > cutoff
+    if op == "MODSEQ":
+        return lambda m: m.summary.modseq >= args  # type: ignore[operator]
+    if op == "SEQSET":
+        return _in_set(args, context, lambda m: m.number, len(view.uids))  # type: ignore[arg-type]
+    if op == "UID":
+        largest = view.uids[-1] if view.uids else 0
+        return _in_set(args, context, lambda m: m.summary.uid, largest)  # type: ignore[arg-type]
+    raise ValueError(f"unknown search key {op}")
+
+
+def _in_set(
+    sequence: SequenceSet, context: _Context, value: Callable[[_Message], int], largest: int
+) -> Predicate:
+    if sequence.saved:
+        saved = context.saved
+        return lambda m: m.summary.uid in saved
+    spans = sequence.resolve(largest)
+    return lambda m: any(low <= value(m) <= high for low, high in spans)
+
+
+def _date_comparison(op: str, day: datetime.date) -> Callable[[datetime.date], bool]:
+    """RFC 9051 6.4.4: dates disregard time and timezone."""
+    if op == "BEFORE":
+        return lambda d: d < day
+    if op == "ON":
+        return lambda d: d == day
+    return lambda d: d >= day
+
+
+def _header_contains(name: str, needle: str) -> Predicate:
+    """Case-insensitive substring of the decoded header; an empty needle matches
+    any message that has the field (RFC 9051 6.4.4 HEADER)."""
+    folded = needle.casefold()
+
+    def predicate(message: _Message) -> bool:
+        if message.raw is None or message.metadata is None:
+            return False
+        values = header_value(message.raw, message.metadata, name)
+        return any(folded in value.casefold() for value in values)
+
+    return predicate

@@ -1,0 +1,1116 @@
+"""The embedded storage backend: one SQLite database file in WAL mode.
+
+Threading: all writes go through one writer thread with its own connection, so
+they are serialised and each is exactly one ``BEGIN IMMEDIATE`` ... ``COMMIT``
+transaction; reads run on a small pool of reader threads, each with its own
+connection, concurrently with the writer (WAL gives every read transaction a
+consistent snapshot).  The event loop only awaits those threads.  With
+``synchronous=FULL`` a committed transaction is on disk when the call returns.
+
+Message bytes live in ``contents``, shared by every copy of a message (COPY does
+not duplicate them) and deleted when the last message referring to them goes.
+Searchable text is stored casefolded, so substring search is case-insensitive for
+all of Unicode, and indexed with FTS5's trigram tokenizer when SQLite has it.
+
+Mailbox rules (RFC 9051 sections 6.3.4 to 6.3.6):
+
+* Hierarchy separator "/"; CREATE and RENAME create missing superiors as ordinary
+  mailboxes.
+* DELETE of a mailbox with inferiors empties it and leaves a ``\\Noselect``
+  placeholder; CREATE of a placeholder's name makes it a real mailbox again.
+* Every (re)created or renamed mailbox gets a fresh UIDVALIDITY, taken from a
+  database-wide counter that never repeats and starts from the current time, so a
+  name never comes back with a UIDVALIDITY a client has cached.
+* Subscriptions follow a RENAME: subscribed old names are replaced by the new
+  names.  RFC 9051 section 6.3.6 leaves this open (its note shows clients that
+  re-subscribe themselves, which stays harmless); keeping the user's list attached
+  to the mailbox is what users expect.  DELETE leaves subscriptions alone (RFC 9051
+  section 6.3.7: a server SHOULD NOT remove them unilaterally).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
+from mailhaven.storage.interface import (
+    ChangeHub,
+    Changes,
+    CopyResult,
+    Mailbox,
+    MailboxCounts,
+    MailboxExists,
+    MailboxHasChildren,
+    MailboxNotFound,
+    MessageContent,
+    MessageSummary,
+    NewMessage,
+    Storage,
+    StorageError,
+    StoreResult,
+    User,
+    UserExists,
+    UserNotFound,
+)
+
+T = TypeVar("T")
+
+SEPARATOR = "/"
+INBOX = "INBOX"
+DEFAULT_MAILBOXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (INBOX, ()),
+    ("Drafts", ("\\Drafts",)),
+    ("Sent", ("\\Sent",)),
+    ("Trash", ("\\Trash",)),
+    ("Junk", ("\\Junk",)),
+    ("Archive", ("\\Archive",)),
+)
+
+BUSY_TIMEOUT_MS = 30_000
+MAX_UIDVALIDITY = 0xFFFFFFFF  # RFC 9051 section 9: nz-number fits in 32 bits
+TRIGRAM = 3  # FTS5 trigram queries need at least this many characters
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    imap_enabled INTEGER NOT NULL DEFAULT 1,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+
+CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highest_modseq INTEGER NOT NULL DEFAULT 1,
+    special_use TEXT NOT NULL DEFAULT '',
+    selectable INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (user_id, name)
+);
+
+CREATE TABLE subscriptions (
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+
+-- raw comes last: scanning the text columns then never reads the big blob.
+CREATE TABLE contents (
+    id INTEGER PRIMARY KEY,
+    body_text TEXT NOT NULL,
+    header_text TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    raw BLOB NOT NULL
+);
+
+CREATE TABLE messages (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    internal_date INTEGER NOT NULL,
+    tz_offset INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    recent INTEGER NOT NULL,
+    content_id INTEGER NOT NULL REFERENCES contents (id),
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_by_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX messages_by_content ON messages (content_id);
+
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
+"""
+
+# Index i upgrades a database from user_version i to i + 1.
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# External-content FTS table: the text is stored once, in contents.  The text is
+# casefolded before it is stored, so the tokenizer need not fold it again.
+_FTS_SCHEMA = """
+CREATE VIRTUAL TABLE contents_fts USING fts5(
+    body_text, header_text,
+    content = 'contents', content_rowid = 'id',
+    tokenize = 'trigram case_sensitive 1'
+);
+CREATE TRIGGER contents_fts_insert AFTER INSERT ON contents BEGIN
+    INSERT INTO contents_fts (rowid, body_text, header_text)
+    VALUES (new.id, new.body_text, new.header_text);
+END;
+CREATE TRIGGER contents_fts_delete AFTER DELETE ON contents BEGIN
+    INSERT INTO contents_fts (contents_fts, rowid, body_text, header_text)
+    VALUES ('delete', old.id, old.body_text, old.header_text);
+END;
+INSERT INTO contents_fts (contents_fts) VALUES ('rebuild');
+"""
+
+_MAILBOX_COLUMNS = (
+    "id, user_id, name, uidvalidity, uidnext, highest_modseq, special_use, selectable"
+)
+_SUMMARY_COLUMNS = "uid, flags, modseq, internal_date, tz_offset, size"
+_USER_COLUMNS = "id, name, password_hash, imap_enabled, disabled"
+
+
+def fts5_trigram_available() -> bool:
+    """Whether this SQLite can build a trigram FTS5 index (SQLite 3.34 or later,
+    compiled with FTS5)."""
+    if sqlite3.sqlite_version_info < (3, 34, 0):
+        return False
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize = 'trigram')")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def _json_ids(ids: Iterable[int]) -> str:
+    """Many ids as one parameter, read back with json_each (no variable limit)."""
+    return json.dumps(list(ids))
+
+
+def _epoch_and_offset(moment: datetime.datetime) -> tuple[int, int]:
+    """INTERNALDATE has one-second resolution and keeps the zone it was given with
+    (RFC 9051 section 2.3.3), so store UTC seconds plus the UTC offset."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("internal_date must be timezone-aware")
+    return int(moment.timestamp()), int(offset.total_seconds())
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(tz_offset: int) -> datetime.timezone:
+    # A mailbox's messages share a handful of offsets; summaries of 100,000
+    # messages then build 100,000 datetimes but only a few zones.
+    return datetime.timezone(datetime.timedelta(seconds=tz_offset))
+
+
+def _datetime(epoch: int, tz_offset: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, _zone(tz_offset))
+
+
+def _summary(row: Sequence[Any]) -> MessageSummary:
+    uid, flags, modseq, epoch, tz_offset, size = row
+    return MessageSummary(
+        uid=uid,
+        flags=parse_flags(flags),
+        modseq=modseq,
+        internal_date=_datetime(epoch, tz_offset),
+        size=size,
+    )
+
+
+def _mailbox(row: Sequence[Any]) -> Mailbox:
+    mailbox_id, user_id, name, uidvalidity, uidnext, modseq, special_use, selectable = row
+    return Mailbox(
+        id=mailbox_id,
+        user_id=user_id,
+        name=name,
+        uidvalidity=uidvalidity,
+        uidnext=uidnext,
+        highest_modseq=modseq,
+        special_use=tuple(special_use.split()),
+        selectable=bool(selectable),
+    )
+
+
+def _user(row: Sequence[Any]) -> User:
+    user_id, name, password_hash, imap_enabled, disabled = row
+    return User(
+        id=user_id,
+        name=name,
+        password_hash=password_hash,
+        imap_enabled=bool(imap_enabled),
+        disabled=bool(disabled),
+    )
+
+
+def _fts_phrase(needle: str, *, headers: bool) -> str:
+    """An FTS5 query matching *needle* as one phrase, i.e. as a substring under
+    the trigram tokenizer; double quotes inside a phrase are doubled."""
+    columns = "{body_text header_text}" if headers else "body_text"
+    return f'{columns} : "{needle.replace(chr(34), chr(34) * 2)}"'
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _check_name(name: str) -> None:
+    """Full names only: no empty hierarchy levels (the IMAP layer strips the
+    trailing separator CREATE allows, RFC 9051 section 6.3.4)."""
+    if not name or "" in name.split(SEPARATOR):
+        raise StorageError(f"invalid mailbox name {name!r}")
+
+
+def _superiors(name: str) -> list[str]:
+    """ "a/b/c" -> ["a", "a/b"]."""
+    levels = name.split(SEPARATOR)
+    return [SEPARATOR.join(levels[:depth]) for depth in range(1, len(levels))]
+
+
+def _inferior_range(name: str) -> tuple[str, str]:
+    """Bounds such that lower <= n < upper exactly for the inferiors of *name*
+    ("/" + 1 is "0"; BINARY collation compares code points like Python)."""
+    return name + SEPARATOR, name + chr(ord(SEPARATOR) + 1)
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+class _Transaction:
+    """One write transaction; hands out each mailbox's new modseq once per command
+    (RFC 7162 section 3.1.1 lets all changes of one command share it) and records
+    which mailboxes changed, for publishing after COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.changed_mailboxes: set[int] = set()
+        self._modseqs: dict[int, int] = {}
+
+    def new_modseq(self, mailbox_id: int) -> int:
+        if mailbox_id not in self._modseqs:
+            (modseq,) = self.conn.execute(
+                "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?"
+                " RETURNING highest_modseq",
+                (mailbox_id,),
+            ).fetchone()
+            self._modseqs[mailbox_id] = modseq
+            self.changed_mailboxes.add(mailbox_id)
+        return self._modseqs[mailbox_id]
+
+
+def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
+    # Autocommit mode: transactions are begun and ended explicitly.  Connections
+    # are closed by close() from another thread once their executor is shut down.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class SqliteStorage(Storage):
+    """A :class:`Storage` in one SQLite file; call :meth:`open` first."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readers: int = 4) -> None:
+        if readers < 1:
+            raise ValueError("readers must be at least 1")
+        self.changes = ChangeHub()
+        self._path = os.fspath(path)
+        self._reader_count = readers
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._writer_conn: sqlite3.Connection | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns_lock = threading.Lock()
+        self._thread_state = threading.local()
+        self._fts = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            raise StorageError("storage is already open")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mailhaven-db-writer")
+        self._readers = ThreadPoolExecutor(
+            self._reader_count,
+            thread_name_prefix="mailhaven-db-reader",
+            initializer=self._open_reader_connection,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._writer, self._open_writer_connection)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        writer, readers = self._writer, self._readers
+        if writer is None or readers is None:
+            return
+        self._writer = self._readers = None
+        await asyncio.to_thread(self._shut_down, writer, readers)
+
+    def _shut_down(self, writer: ThreadPoolExecutor, readers: ThreadPoolExecutor) -> None:
+        writer.shutdown(wait=True)
+        readers.shutdown(wait=True)
+        with self._reader_conns_lock:
+            connections, self._reader_conns = self._reader_conns, []
+        for conn in connections:
+            conn.close()
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
+
+    def _open_writer_connection(self) -> None:
+        # Mail and password hashes are private to the server's user; SQLite gives
+        # the -wal and -shm files the database file's permissions.
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = _connect(self._path, readonly=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        self._migrate(conn)
+        self._fts = fts5_trigram_available()
+        if self._fts:
+            self._ensure_fts(conn)
+        self._writer_conn = conn
+
+    def _open_reader_connection(self) -> None:
+        conn = _connect(self._path, readonly=True)
+        self._thread_state.conn = conn
+        with self._reader_conns_lock:
+            self._reader_conns.append(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"database schema version {version} is newer than this program's ({SCHEMA_VERSION})"
+            )
+        for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            # executescript runs statements one by one; the explicit transaction
+            # makes each migration step all-or-nothing.
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {target};\nCOMMIT;"
+            )
+
+    @staticmethod
+    def _ensure_fts(conn: sqlite3.Connection) -> None:
+        """Build the search index if missing (new database, or one created by a
+        SQLite without trigram support)."""
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'contents_fts'"
+        ).fetchone()
+        if not exists:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{_FTS_SCHEMA}\nCOMMIT;")
+
+    # ----------------------------------------------------------------- plumbing
+
+    async def _write(self, work: Callable[..., T], *args: Any) -> T:
+        """Run *work(transaction, *args)* as one transaction on the writer thread,
+        then publish the changed mailboxes on the event loop thread.  A cancelled
+        caller does not cancel a write already handed over: it still commits and
+        is still published."""
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writer, self._run_transaction, work, *args)
+        future.add_done_callback(self._publish_committed)
+        result, _changed = await asyncio.shield(future)
+        return result
+
+    def _run_transaction(self, work: Callable[..., T], *args: Any) -> tuple[T, set[int]]:
+        conn = self._writer_conn
+        assert conn is not None, "the writer connection is opened before any write"
+        conn.execute("BEGIN IMMEDIATE")
+        transaction = _Transaction(conn)
+        try:
+            result = work(transaction, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result, transaction.changed_mailboxes
+
+    def _publish_committed(self, future: asyncio.Future[tuple[Any, set[int]]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        _result, changed = future.result()
+        for mailbox_id in sorted(changed):
+            self.changes.publish(mailbox_id)
+
+    async def _read(self, query: Callable[..., T], *args: Any) -> T:
+        """Run *query(connection, *args)* in one read transaction (a consistent
+        snapshot) on a reader thread."""
+        if self._readers is None:
+            raise StorageError("storage is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, query, *args)
+
+    def _run_read(self, query: Callable[..., T], *args: Any) -> T:
+        conn: sqlite3.Connection = self._thread_state.conn
+        conn.execute("BEGIN")
+        try:
+            return query(conn, *args)
+        finally:
+            conn.execute("ROLLBACK")
+
+    # ----------------------------------------------------------------- accounts
+
+    async def create_user(self, name: str, password_hash: str) -> User:
+        return await self._write(_create_user, name, password_hash)
+
+    async def get_user(self, name: str) -> User | None:
+        return await self._read(_get_user, name)
+
+    async def list_users(self) -> list[User]:
+        return await self._read(_list_users)
+
+    async def set_password(self, name: str, password_hash: str) -> None:
+        await self._write(_set_password, name, password_hash)
+
+    async def delete_user(self, name: str) -> None:
+        await self._write(_delete_user, name)
+
+    # ----------------------------------------------------------------- mailboxes
+
+    async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
+        return await self._read(_list_mailboxes, user_id)
+
+    async def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
+        return await self._read(_mailbox_by_name, user_id, name)
+
+    async def create_mailbox(
+        self, user_id: int, name: str, special_use: Sequence[str] = ()
+    ) -> Mailbox:
+        return await self._write(_create_mailbox, user_id, name, tuple(special_use))
+
+    async def delete_mailbox(self, user_id: int, name: str) -> None:
+        await self._write(_delete_mailbox, user_id, name)
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str) -> None:
+        await self._write(_rename_mailbox, user_id, old, new)
+
+    async def subscriptions(self, user_id: int) -> set[str]:
+        return await self._read(_subscriptions, user_id)
+
+    async def subscribe(self, user_id: int, name: str) -> None:
+        await self._write(_subscribe, user_id, name)
+
+    async def unsubscribe(self, user_id: int, name: str) -> None:
+        await self._write(_unsubscribe, user_id, name)
+
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
+        return await self._read(_mailbox_counts, mailbox_id)
+
+    # ----------------------------------------------------------------- messages
+
+    async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
+        return await self._write(_append, mailbox_id, list(messages))
+
+    async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
+        return await self._read(_message_summaries, mailbox_id)
+
+    async def claim_recent(self, mailbox_id: int) -> set[int]:
+        return await self._write(_claim_recent, mailbox_id)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        return await self._read(_changes_since, mailbox_id, modseq)
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        mode: str,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> StoreResult:
+        return await self._write(
+            _store_flags, mailbox_id, sorted(set(uids)), mode, flags, unchanged_since
+        )
+
+    async def copy(
+        self, source_mailbox_id: int, uids: Iterable[int], destination_mailbox_id: int
+    ) -> CopyResult:
+        return await self._write(
+            _copy, source_mailbox_id, sorted(set(uids)), destination_mailbox_id, False
+        )
+
+    async def move(
+        self, source_mailbox_id: int, uids: Iterable[int], destination_mailbox_id: int
+    ) -> CopyResult:
+        return await self._write(
+            _copy, source_mailbox_id, sorted(set(uids)), destination_mailbox_id, True
+        )
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        wanted = None if uids is None else sorted(set(uids))
+        return await self._write(_expunge, mailbox_id, wanted)
+
+    async def fetch_content(
+        self, mailbox_id: int, uids: Sequence[int], *, raw: bool, metadata: bool
+    ) -> list[MessageContent]:
+        return await self._read(_fetch_content, mailbox_id, list(uids), raw, metadata)
+
+    async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
+        return await self._read(_search_text, mailbox_id, needle.casefold(), headers, self._fts)
+
+
+# --------------------------------------------------------------------------- shared queries
+
+
+def _mailbox_by_id(conn: sqlite3.Connection, mailbox_id: int) -> Mailbox:
+    row = conn.execute(
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)
+    ).fetchone()
+    if row is None:
+        raise MailboxNotFound(f"no mailbox with id {mailbox_id}")
+    return _mailbox(row)
+
+
+def _selectable_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> Mailbox:
+    """A mailbox that can hold messages (a \\Noselect placeholder cannot)."""
+    mailbox = _mailbox_by_id(conn, mailbox_id)
+    if not mailbox.selectable:
+        raise MailboxNotFound(f"mailbox {mailbox.name!r} is not selectable")
+    return mailbox
+
+
+def _mailbox_by_name(conn: sqlite3.Connection, user_id: int, name: str) -> Mailbox | None:
+    row = conn.execute(
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE user_id = ? AND name = ?",
+        (user_id, name),
+    ).fetchone()
+    return None if row is None else _mailbox(row)
+
+
+def _inferior_mailboxes(conn: sqlite3.Connection, user_id: int, name: str) -> list[Mailbox]:
+    lower, upper = _inferior_range(name)
+    rows = conn.execute(
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes"
+        " WHERE user_id = ? AND name >= ? AND name < ? ORDER BY name",
+        (user_id, lower, upper),
+    )
+    return [_mailbox(row) for row in rows]
+
+
+def _require_user_id(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise UserNotFound(name)
+    return row[0]
+
+
+def _next_uidvalidity(conn: sqlite3.Connection) -> int:
+    """Strictly increasing across the database and at least the current time, so
+    it differs from every value this or an earlier database handed out for any
+    name (RFC 9051 section 2.3.1.1)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'last_uidvalidity'").fetchone()
+    last = 0 if row is None else row[0]
+    value = max(last + 1, int(time.time()))
+    if value > MAX_UIDVALIDITY:
+        raise StorageError("UIDVALIDITY space exhausted")
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_uidvalidity', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (value,),
+    )
+    return value
+
+
+def _insert_mailbox(
+    conn: sqlite3.Connection, user_id: int, name: str, special_use: tuple[str, ...] = ()
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO mailboxes (user_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
+        (user_id, name, _next_uidvalidity(conn), " ".join(special_use)),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _create_missing_superiors(conn: sqlite3.Connection, user_id: int, name: str) -> None:
+    """RFC 9051 sections 6.3.4 and 6.3.6: superiors needed by a new name."""
+    for superior in _superiors(name):
+        if _mailbox_by_name(conn, user_id, superior) is None:
+            _insert_mailbox(conn, user_id, superior)
+
+
+def _delete_orphan_contents(conn: sqlite3.Connection, content_ids: Iterable[int]) -> None:
+    conn.execute(
+        "DELETE FROM contents WHERE id IN (SELECT value FROM json_each(?))"
+        " AND NOT EXISTS (SELECT 1 FROM messages WHERE content_id = contents.id)",
+        (_json_ids(content_ids),),
+    )
+
+
+def _content_ids_of_mailboxes(conn: sqlite3.Connection, mailbox_ids: Iterable[int]) -> list[int]:
+    rows = conn.execute(
+        "SELECT DISTINCT content_id FROM messages"
+        " WHERE mailbox_id IN (SELECT value FROM json_each(?))",
+        (_json_ids(mailbox_ids),),
+    )
+    return [content_id for (content_id,) in rows]
+
+
+def _record_expunged(tx: _Transaction, mailbox_id: int, uids: Sequence[int]) -> None:
+    """Remember expunged UIDs with the expunge's modseq (RFC 7162 section 3.2.7)."""
+    modseq = tx.new_modseq(mailbox_id)
+    tx.conn.executemany(
+        "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+        [(mailbox_id, uid, modseq) for uid in uids],
+    )
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def _create_user(tx: _Transaction, name: str, password_hash: str) -> User:
+    conn = tx.conn
+    if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+        raise UserExists(name)
+    cursor = conn.execute(
+        "INSERT INTO users (name, password_hash, created) VALUES (?, ?, ?)",
+        (name, password_hash, int(time.time())),
+    )
+    user_id = cursor.lastrowid
+    assert user_id is not None
+    for mailbox_name, special_use in DEFAULT_MAILBOXES:
+        _insert_mailbox(conn, user_id, mailbox_name, special_use)
+    conn.executemany(
+        "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)",
+        [(user_id, mailbox_name) for mailbox_name, _ in DEFAULT_MAILBOXES],
+    )
+    return User(id=user_id, name=name, password_hash=password_hash)
+
+
+def _get_user(conn: sqlite3.Connection, name: str) -> User | None:
+    row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _user(row)
+
+
+def _list_users(conn: sqlite3.Connection) -> list[User]:
+    return [_user(row) for row in conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]
+
+
+def _set_password(tx: _Transaction, name: str, password_hash: str) -> None:
+    cursor = tx.conn.execute(
+        "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+    )
+    if cursor.rowcount == 0:
+        raise UserNotFound(name)
+
+
+def _delete_user(tx: _Transaction, name: str) -> None:
+    conn = tx.conn
+    user_id = _require_user_id(conn, name)
+    mailbox_ids = [
+        mailbox_id
+        for (mailbox_id,) in conn.execute("SELECT id FROM mailboxes WHERE user_id = ?", (user_id,))
+    ]
+    content_ids = _content_ids_of_mailboxes(conn, mailbox_ids)
+    # Cascades to mailboxes, their messages and expunge records, and subscriptions.
+    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+    _delete_orphan_contents(conn, content_ids)
+    tx.changed_mailboxes.update(mailbox_ids)
+
+
+# --------------------------------------------------------------------------- mailboxes
+
+
+def _list_mailboxes(conn: sqlite3.Connection, user_id: int) -> list[Mailbox]:
+    rows = conn.execute(
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE user_id = ? ORDER BY name", (user_id,)
+    )
+    return [_mailbox(row) for row in rows]
+
+
+def _create_mailbox(
+    tx: _Transaction, user_id: int, name: str, special_use: tuple[str, ...]
+) -> Mailbox:
+    conn = tx.conn
+    _check_name(name)
+    existing = _mailbox_by_name(conn, user_id, name)
+    if existing is not None and existing.selectable:
+        raise MailboxExists(name)
+    if existing is None:
+        _create_missing_superiors(conn, user_id, name)
+        mailbox_id = _insert_mailbox(conn, user_id, name, special_use)
+    else:
+        # A \Noselect placeholder comes back as a new incarnation: fresh
+        # UIDVALIDITY, so expunge records of the old one mean nothing any more.
+        mailbox_id = existing.id
+        conn.execute(
+            "UPDATE mailboxes SET selectable = 1, uidvalidity = ?, special_use = ? WHERE id = ?",
+            (_next_uidvalidity(conn), " ".join(special_use), mailbox_id),
+        )
+        conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
+        tx.changed_mailboxes.add(mailbox_id)
+    return _mailbox_by_id(conn, mailbox_id)
+
+
+def _delete_mailbox(tx: _Transaction, user_id: int, name: str) -> None:
+    conn = tx.conn
+    if name == INBOX:
+        raise StorageError("INBOX cannot be deleted")  # RFC 9051 section 6.3.5
+    mailbox = _mailbox_by_name(conn, user_id, name)
+    if mailbox is None:
+        raise MailboxNotFound(name)
+    has_inferiors = bool(_inferior_mailboxes(conn, user_id, name))
+    if has_inferiors and not mailbox.selectable:
+        raise MailboxHasChildren(name)
+    content_ids = _content_ids_of_mailboxes(conn, [mailbox.id])
+    if has_inferiors:
+        uids = [
+            uid
+            for (uid,) in conn.execute(
+                "DELETE FROM messages WHERE mailbox_id = ? RETURNING uid", (mailbox.id,)
+            )
+        ]
+        _record_expunged(tx, mailbox.id, uids)
+        conn.execute(
+            "UPDATE mailboxes SET selectable = 0, special_use = '' WHERE id = ?", (mailbox.id,)
+        )
+    else:
+        conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox.id,))
+        tx.changed_mailboxes.add(mailbox.id)
+    _delete_orphan_contents(conn, content_ids)
+
+
+def _rename_mailbox(tx: _Transaction, user_id: int, old: str, new: str) -> None:
+    conn = tx.conn
+    _check_name(new)
+    mailbox = _mailbox_by_name(conn, user_id, old)
+    if mailbox is None:
+        raise MailboxNotFound(old)
+    if _mailbox_by_name(conn, user_id, new) is not None:
+        raise MailboxExists(new)
+    if old == INBOX:
+        _rename_inbox(tx, mailbox, new)
+        return
+    if new.startswith(old + SEPARATOR):
+        raise StorageError(f"cannot rename {old!r} into its own inferior {new!r}")
+    renamed = [mailbox, *_inferior_mailboxes(conn, user_id, old)]
+    new_names = {box.id: new + box.name[len(old) :] for box in renamed}
+    taken = conn.execute(
+        "SELECT name FROM mailboxes WHERE user_id = ? AND name IN (SELECT value FROM json_each(?))",
+        (user_id, json.dumps(list(new_names.values()))),
+    ).fetchone()
+    if taken is not None:
+        raise MailboxExists(taken[0])
+    conn.executemany(
+        "UPDATE mailboxes SET name = ?, uidvalidity = ? WHERE id = ?",
+        [(new_names[box.id], _next_uidvalidity(conn), box.id) for box in renamed],
+    )
+    _create_missing_superiors(conn, user_id, new)
+    subscribed = _subscriptions(conn, user_id)
+    moved = [(box.name, new_names[box.id]) for box in renamed if box.name in subscribed]
+    conn.executemany(
+        "UPDATE subscriptions SET name = ? WHERE user_id = ? AND name = ?",
+        [(new_name, user_id, old_name) for old_name, new_name in moved],
+    )
+    tx.changed_mailboxes.update(box.id for box in renamed)
+
+
+def _rename_inbox(tx: _Transaction, inbox: Mailbox, new: str) -> None:
+    """RFC 9051 section 6.3.6: the messages move to a new mailbox *new*; INBOX
+    stays, empty, with its inferiors.  The messages keep their UIDs: the new
+    mailbox continues INBOX's UID sequence under its own UIDVALIDITY."""
+    conn = tx.conn
+    _create_missing_superiors(conn, inbox.user_id, new)
+    target_id = _insert_mailbox(conn, inbox.user_id, new)
+    conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (inbox.uidnext, target_id))
+    modseq = tx.new_modseq(target_id)
+    uids = [
+        uid
+        for (uid,) in conn.execute(
+            "UPDATE messages SET mailbox_id = ?, modseq = ? WHERE mailbox_id = ? RETURNING uid",
+            (target_id, modseq, inbox.id),
+        )
+    ]
+    _record_expunged(tx, inbox.id, uids)
+
+
+def _subscriptions(conn: sqlite3.Connection, user_id: int) -> set[str]:
+    rows = conn.execute("SELECT name FROM subscriptions WHERE user_id = ?", (user_id,))
+    return {name for (name,) in rows}
+
+
+def _subscribe(tx: _Transaction, user_id: int, name: str) -> None:
+    tx.conn.execute(
+        "INSERT OR IGNORE INTO subscriptions (user_id, name) VALUES (?, ?)", (user_id, name)
+    )
+
+
+def _unsubscribe(tx: _Transaction, user_id: int, name: str) -> None:
+    tx.conn.execute("DELETE FROM subscriptions WHERE user_id = ? AND name = ?", (user_id, name))
+
+
+def _mailbox_counts(conn: sqlite3.Connection, mailbox_id: int) -> MailboxCounts:
+    mailbox = _mailbox_by_id(conn, mailbox_id)
+    messages, recent, unseen, deleted, size = conn.execute(
+        "SELECT count(*), coalesce(sum(recent), 0),"
+        " coalesce(sum(instr(' ' || flags || ' ', ' \\Seen ') = 0), 0),"
+        " coalesce(sum(instr(' ' || flags || ' ', ' \\Deleted ') > 0), 0),"
+        " coalesce(sum(size), 0)"
+        " FROM messages WHERE mailbox_id = ?",
+        (mailbox_id,),
+    ).fetchone()
+    return MailboxCounts(
+        messages=messages,
+        recent=recent,
+        unseen=unseen,
+        deleted=deleted,
+        size=size,
+        uidnext=mailbox.uidnext,
+        uidvalidity=mailbox.uidvalidity,
+        highest_modseq=mailbox.highest_modseq,
+    )
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _append(tx: _Transaction, mailbox_id: int, messages: list[NewMessage]) -> CopyResult:
+    conn = tx.conn
+    mailbox = _selectable_mailbox(conn, mailbox_id)
+    if not messages:
+        return CopyResult(mailbox.uidvalidity, (), ())
+    stamps = [_epoch_and_offset(message.internal_date) for message in messages]
+    (last_content_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM contents").fetchone()
+    # The writer holds the write lock, so ids past the current maximum are free.
+    content_ids = range(last_content_id + 1, last_content_id + 1 + len(messages))
+    uids = range(mailbox.uidnext, mailbox.uidnext + len(messages))
+    conn.executemany(
+        "INSERT INTO contents (id, body_text, header_text, metadata, raw) VALUES (?, ?, ?, ?, ?)",
+        [
+            (content_id, m.body_text.casefold(), m.header_text.casefold(), m.metadata, m.raw)
+            for content_id, m in zip(content_ids, messages, strict=True)
+        ],
+    )
+    modseq = tx.new_modseq(mailbox_id)
+    conn.executemany(
+        "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
+        " size, recent, content_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        [
+            (
+                mailbox_id,
+                uid,
+                modseq,
+                serialize_flags(normalize_flags(message.flags)),
+                epoch,
+                tz_offset,
+                len(message.raw),
+                content_id,
+            )
+            for uid, message, (epoch, tz_offset), content_id in zip(
+                uids, messages, stamps, content_ids, strict=True
+            )
+        ],
+    )
+    conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uids.stop, mailbox_id))
+    return CopyResult(mailbox.uidvalidity, (), tuple(uids))
+
+
+def _message_summaries(conn: sqlite3.Connection, mailbox_id: int) -> list[MessageSummary]:
+    _mailbox_by_id(conn, mailbox_id)
+    rows = conn.execute(
+        f"SELECT {_SUMMARY_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid",
+        (mailbox_id,),
+    )
+    return [_summary(row) for row in rows]
+
+
+def _claim_recent(tx: _Transaction, mailbox_id: int) -> set[int]:
+    # \Recent is not a flag change (RFC 7162 does not track it): no new modseq.
+    _mailbox_by_id(tx.conn, mailbox_id)
+    rows = tx.conn.execute(
+        "UPDATE messages SET recent = 0 WHERE mailbox_id = ? AND recent = 1 RETURNING uid",
+        (mailbox_id,),
+    )
+    return {uid for (uid,) in rows}
+
+
+def _changes_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> Changes:
+    mailbox = _mailbox_by_id(conn, mailbox_id)
+    changed = conn.execute(
+        f"SELECT {_SUMMARY_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+        (mailbox_id, modseq),
+    )
+    expunged = conn.execute(
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+        (mailbox_id, modseq),
+    )
+    return Changes(
+        highest_modseq=mailbox.highest_modseq,
+        uidnext=mailbox.uidnext,
+        changed=tuple(_summary(row) for row in changed),
+        expunged=tuple(uid for (uid,) in expunged),
+    )
+
+
+def _store_flags(
+    tx: _Transaction,
+    mailbox_id: int,
+    uids: list[int],
+    mode: str,
+    flags: frozenset[str],
+    unchanged_since: int | None,
+) -> StoreResult:
+    conn = tx.conn
+    _selectable_mailbox(conn, mailbox_id)
+    rows = conn.execute(
+        f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+        " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+        (mailbox_id, _json_ids(uids)),
+    ).fetchall()
+    refused: list[int] = []
+    updates: list[tuple[MessageSummary, frozenset[str]]] = []
+    for summary in map(_summary, rows):
+        if unchanged_since is not None and summary.modseq > unchanged_since:
+            refused.append(summary.uid)
+            continue
+        new_flags = apply_store(summary.flags, mode, flags)
+        if new_flags != summary.flags:
+            updates.append((summary, new_flags))
+    if not updates:
+        return StoreResult((), tuple(refused))
+    modseq = tx.new_modseq(mailbox_id)
+    conn.executemany(
+        "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+        [(serialize_flags(new), modseq, mailbox_id, old.uid) for old, new in updates],
+    )
+    changed = tuple(
+        MessageSummary(
+            uid=old.uid,
+            flags=new,
+            modseq=modseq,
+            internal_date=old.internal_date,
+            size=old.size,
+        )
+        for old, new in updates
+    )
+    return StoreResult(changed, tuple(refused))
+
+
+def _copy(
+    tx: _Transaction, source_id: int, uids: list[int], destination_id: int, remove_source: bool
+) -> CopyResult:
+    """COPY (RFC 9051 section 6.4.7) or, with *remove_source*, MOVE (RFC 6851):
+    copies keep flags and internal date, share the stored bytes and are \\Recent."""
+    conn = tx.conn
+    _selectable_mailbox(conn, source_id)
+    destination = _selectable_mailbox(conn, destination_id)
+    sources = conn.execute(
+        "SELECT uid, flags, internal_date, tz_offset, size, content_id FROM messages"
+        " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+        (source_id, _json_ids(uids)),
+    ).fetchall()
+    if not sources:
+        return CopyResult(destination.uidvalidity, (), ())
+    source_uids = tuple(row[0] for row in sources)
+    new_uids = range(destination.uidnext, destination.uidnext + len(sources))
+    modseq = tx.new_modseq(destination_id)
+    conn.executemany(
+        "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
+        " size, recent, content_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        [
+            (destination_id, new_uid, modseq, *row[1:])
+            for new_uid, row in zip(new_uids, sources, strict=True)
+        ],
+    )
+    conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (new_uids.stop, destination_id))
+    if remove_source:
+        conn.execute(
+            "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+            (source_id, _json_ids(source_uids)),
+        )
+        _record_expunged(tx, source_id, source_uids)
+    return CopyResult(destination.uidvalidity, source_uids, tuple(new_uids))
+
+
+def _expunge(tx: _Transaction, mailbox_id: int, uids: list[int] | None) -> list[int]:
+    conn = tx.conn
+    _selectable_mailbox(conn, mailbox_id)
+    deleted = " AND instr(' ' || flags || ' ', ' \\Deleted ') > 0"
+    if uids is None:
+        rows = conn.execute(
+            f"SELECT uid, content_id FROM messages WHERE mailbox_id = ?{deleted} ORDER BY uid",
+            (mailbox_id,),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT uid, content_id FROM messages WHERE mailbox_id = ?"
+            f" AND uid IN (SELECT value FROM json_each(?)){deleted} ORDER BY uid",
+            (mailbox_id, _json_ids(uids)),
+        ).fetchall()
+    if not rows:
+        return []
+    expunged = [uid for uid, _ in rows]
+    conn.execute(
+        "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+        (mailbox_id, _json_ids(expunged)),
+    )
+    _record_expunged(tx, mailbox_id, expunged)
+    _delete_orphan_contents(conn, {content_id for _, content_id in rows})
+    return expunged
+
+
+def _fetch_content(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int], raw: bool, metadata: bool
+) -> list[MessageContent]:
+    _mailbox_by_id(conn, mailbox_id)
+    columns = f"m.uid, {'c.raw' if raw else 'NULL'}, {'c.metadata' if metadata else 'NULL'}"
+    rows = conn.execute(
+        f"SELECT {columns} FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
+        " WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?))",
+        (mailbox_id, _json_ids(uids)),
+    )
+    found = {uid: MessageContent(uid, raw_bytes, meta) for uid, raw_bytes, meta in rows}
+    return [found[uid] for uid in uids if uid in found]
+
+
+def _search_text(
+    conn: sqlite3.Connection, mailbox_id: int, needle: str, headers: bool, fts: bool
+) -> set[int]:
+    """Exact casefolded substring match; the trigram index, when there is one and
+    the needle is long enough to use it, only narrows down the candidates."""
+    _mailbox_by_id(conn, mailbox_id)
+    matches = (
+        "(instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0))"
+    )
+    parameters = {"mailbox": mailbox_id, "needle": needle, "headers": headers}
+    if fts and len(needle) >= TRIGRAM:
+        parameters["query"] = _fts_phrase(needle, headers=headers)
+        # The subquery runs the index lookup once; as a join, SQLite would rather
+        # run one FTS query per message of the mailbox.
+        rows = conn.execute(
+            "SELECT m.uid FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
+            " WHERE m.mailbox_id = :mailbox AND m.content_id IN"
+            " (SELECT rowid FROM contents_fts WHERE contents_fts MATCH :query)"
+            f" AND {matches}",
+            parameters,
+        )
+    else:
+        rows = conn.execute(
+            "SELECT m.uid FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
+            f" WHERE m.mailbox_id = :mailbox AND {matches}",
+            parameters,
+        )
+    return {uid for (uid,) in rows}

@@ -1,0 +1,138 @@
+"""A real Mailhaven server on loopback, run in a background thread for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import socket
+import ssl
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailhaven.config import AuthConfig, Config, LimitsConfig
+from mailhaven.passwords import hash_password
+from mailhaven.server import Server
+
+T = TypeVar("T")
+
+PASSWORD = "correct horse battery staple"
+
+
+class ServerThread:
+    """Starts a :class:`Server` on ephemeral loopback ports in its own event loop."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        allow_plaintext: bool = True,
+        limits: LimitsConfig | None = None,
+    ) -> None:
+        self.config = Config(
+            data_dir=data_dir,
+            imap_listen=("127.0.0.1", 0),
+            imaps_listen=("127.0.0.1", 0),
+            auth=AuthConfig(allow_plaintext_on_loopback=allow_plaintext),
+            limits=limits or LimitsConfig(),
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server = Server(self.config)
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout=60)
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        self.call(self.server.start())
+        return self
+
+    def stop(self) -> None:
+        self.call(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    @property
+    def storage(self):  # noqa: ANN201
+        assert self.server.storage is not None
+        return self.server.storage
+
+    @property
+    def imap_port(self) -> int:
+        return self.server.addresses["imap"][1]
+
+    @property
+    def imaps_port(self) -> int:
+        return self.server.addresses["imaps"][1]
+
+    def add_user(self, name: str, password: str = PASSWORD):  # noqa: ANN201
+        return self.call(self.storage.create_user(name, hash_password(password)))
+
+    # ------------------------------------------------------------- clients
+
+    def imaplib_client(self, user: str | None = None) -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
+        if user is not None:
+            client.login(user, PASSWORD)
+        return client
+
+    def imaplib_tls_client(self) -> imaplib.IMAP4_SSL:
+        return imaplib.IMAP4_SSL("127.0.0.1", self.imaps_port, ssl_context=insecure_context())
+
+    def raw(self) -> RawClient:
+        return RawClient(socket.create_connection(("127.0.0.1", self.imap_port), timeout=10))
+
+
+def insecure_context() -> ssl.SSLContext:
+    """The tests' certificate is self-signed; the tests check TLS works, not trust."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RawClient:
+    """Byte-level access for edge cases: send exact bytes, read until a tagged line."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.greeting = self.read_line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def read_until_tagged(self, tag: bytes) -> list[bytes]:
+        """All lines up to and including the one starting with *tag* (literals are
+        returned inline as lines; tests only look at short responses)."""
+        lines = []
+        while True:
+            line = self.read_line()
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    def command(self, tag: bytes, text: bytes) -> list[bytes]:
+        self.send(tag + b" " + text + b"\r\n")
+        return self.read_until_tagged(tag)
+
+    def login(self, user: str, password: str = PASSWORD) -> None:
+        lines = self.command(b"L", b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
+        assert lines[-1].startswith(b"L OK"), lines
+
+    def close(self) -> None:
+        self.sock.close()

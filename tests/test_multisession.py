@@ -1,0 +1,148 @@
+"""Several sessions on one mailbox stay consistent (RFC 9051 sections 5.2, 7.5.1)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from imapclient import IMAPClient
+
+from tests.support import PASSWORD, ServerThread
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = ServerThread(tmp_path).start()
+    running.add_user("alice")
+    yield running
+    running.stop()
+
+
+def connect(server: ServerThread) -> IMAPClient:
+    client = IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
+    client.login("alice", PASSWORD)
+    return client
+
+
+def wait_for(idler: IMAPClient, wanted, limit: float = 10.0) -> list:
+    """IDLE responses until one satisfies *wanted* (or the time limit passes)."""
+    deadline = time.monotonic() + limit
+    seen: list = []
+    while time.monotonic() < deadline and not any(wanted(r) for r in seen):
+        seen += idler.idle_check(timeout=max(0.1, deadline - time.monotonic()))
+    return seen
+
+
+def mail(n: int) -> bytes:
+    return b"Subject: message %d\r\nFrom: a@example.org\r\n\r\nbody %d\r\n" % (n, n)
+
+
+def test_changes_reach_other_session_at_noop(server):
+    phone, laptop = connect(server), connect(server)
+    for n in range(3):
+        laptop.append("INBOX", mail(n))
+    phone.select_folder("INBOX")
+    laptop.select_folder("INBOX")
+    laptop.add_flags([1], [b"\\Seen"])
+    laptop.append("INBOX", mail(4))
+    laptop.delete_messages([2])
+    laptop.expunge()
+    responses = phone.noop()[1]
+    assert (2, b"EXPUNGE") in responses
+    assert (3, b"EXISTS") in responses  # 3 - 1 expunged + 1 new
+    fetches = [r for r in responses if r[1] == b"FETCH"]
+    assert fetches and fetches[0][0] == 1 and b"\\Seen" in fetches[0][2][3]
+    # Sequence numbers now agree between the two sessions.
+    assert phone.search() == laptop.search()
+    def numbering(client: IMAPClient) -> dict[int, int]:
+        return {uid: data[b"SEQ"] for uid, data in client.fetch(client.search(), ["UID"]).items()}
+
+    assert numbering(phone) == numbering(laptop) == {1: 1, 3: 2, 4: 3}
+
+
+def test_no_expunge_during_fetch_store_search(server):
+    """RFC 9051 7.5.1: EXPUNGE waits until a command that allows it (not FETCH,
+    STORE or SEARCH by sequence number), so pipelined sequence numbers stay valid."""
+    phone, laptop = server.raw(), server.raw()
+    phone.login("alice")
+    laptop.login("alice")
+    for n in range(3):
+        laptop.command(b"a", b"APPEND INBOX {%d+}\r\n%s" % (len(mail(n)), mail(n)))
+    phone.command(b"s", b"SELECT INBOX")
+    laptop.command(b"s", b"SELECT INBOX")
+    laptop.command(b"d", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+    laptop.command(b"e", b"EXPUNGE")
+    assert phone.command(b"f", b"FETCH 3 (UID)") == [b"* 3 FETCH (UID 3)", b"f OK FETCH completed"]
+    assert b"EXPUNGE" not in b"".join(phone.command(b"t", b"STORE 3 +FLAGS.SILENT (x)"))
+    assert phone.command(b"q", b"SEARCH UID 3") == [b"* SEARCH 3", b"q OK SEARCH completed"]
+    assert phone.command(b"n", b"NOOP")[0] == b"* 1 EXPUNGE"
+    assert phone.command(b"g", b"FETCH 2 (UID)")[0] == b"* 2 FETCH (UID 3)"
+    # UID FETCH may carry the EXPUNGE at once.
+    laptop.command(b"d", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+    laptop.command(b"e", b"EXPUNGE")
+    assert phone.command(b"u", b"UID FETCH 3 (UID)")[:2] == [
+        b"* 2 FETCH (UID 3)",
+        b"* 1 EXPUNGE",
+    ]
+
+
+def test_idle_sees_append_from_other_session_immediately(server):
+    idler, writer = connect(server), connect(server)
+    idler.select_folder("INBOX")
+    idler.idle()
+    done = threading.Event()
+
+    def append_later() -> None:
+        writer.append("INBOX", mail(1))
+        done.set()
+
+    threading.Timer(0.2, append_later).start()
+    responses = idler.idle_check(timeout=10)
+    idler.idle_done()
+    assert done.is_set()
+    assert (1, b"EXISTS") in responses
+
+
+def test_idle_reports_flag_changes_and_expunges(server):
+    idler, writer = connect(server), connect(server)
+    for n in range(2):
+        writer.append("INBOX", mail(n))
+    idler.select_folder("INBOX")
+    writer.select_folder("INBOX")
+    idler.idle()
+    writer.add_flags([2], [b"\\Flagged"])
+    seen = wait_for(idler, lambda r: r[1] == b"FETCH" and r[0] == 2)
+    writer.delete_messages([1])
+    writer.expunge()
+    seen += wait_for(idler, lambda r: r == (1, b"EXPUNGE"))
+    idler.idle_done()
+    assert any(r[1] == b"FETCH" and r[0] == 2 for r in seen)
+    assert (1, b"EXPUNGE") in seen
+
+
+def test_recent_belongs_to_one_session(server):
+    first, second = connect(server), connect(server)
+    first.append("INBOX", mail(1))
+    assert first.select_folder("INBOX")[b"RECENT"] == 1
+    assert second.select_folder("INBOX")[b"RECENT"] == 0
+
+
+def test_concurrent_appends_get_distinct_uids(server):
+    clients = [connect(server) for _ in range(4)]
+    uids: list[int] = []
+    lock = threading.Lock()
+
+    def worker(client: IMAPClient, base: int) -> None:
+        for n in range(10):
+            result = client.append("INBOX", mail(base + n))
+            uid = int(result.split(b"APPENDUID ")[1].split(b" ")[1].split(b"]")[0])
+            with lock:
+                uids.append(uid)
+
+    threads = [threading.Thread(target=worker, args=(c, i * 100)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(uids) == list(range(1, 41))
