@@ -249,8 +249,8 @@ def _user_list(arguments: argparse.Namespace, config: Config) -> int:
 # ---------------------------------------------------------------------- serve
 
 
-def _ensure_demo_account(config: Config) -> str | None:
-    """Create the demo account if missing; return its new password, or None."""
+def _ensure_demo_account(config: Config) -> None:
+    """Create the demo account if missing and print its password."""
 
     async def ensure(storage: Storage) -> str | None:
         if await storage.get_user(DEMO_USER) is not None:
@@ -268,17 +268,17 @@ def _ensure_demo_account(config: Config) -> str | None:
         )
     else:
         print(f'demo account: user "{DEMO_USER}", password "{password}"', flush=True)
-    return password
 
 
 def _serve(arguments: argparse.Namespace, config: Config) -> int:
     if config.imap_listen is None and config.imaps_listen is None:
         raise ConfigError("imap.listen, imaps.listen: both are off, nothing to listen on")
-    demo_password = _ensure_demo_account(config) if arguments.demo else None
+    if arguments.demo:
+        _ensure_demo_account(config)
     # Imported here so the user commands work without loading the server.
     from mailhaven.server import run
 
     try:
-        return run(config, demo_password=demo_password)
+        return run(config)
     except OSError as error:  # typically a port in use or a privileged port
         raise CommandError(f"cannot serve: {error}") from None

@@ -32,11 +32,12 @@ from mailhaven.imap.session import ServerContext, Session, State
 from mailhaven.logs import new_session_id, session_logger
 from mailhaven.storage import open_storage
 from mailhaven.storage.interface import Storage
-from mailhaven.tls import ensure_self_signed, server_context
+from mailhaven.tls import context_for
 
 log = logging.getLogger("mailhaven.server")
 
 READ_SIZE = 65536
+SHUTDOWN_SECONDS = 5.0  # how long connections get to end cleanly on SIGTERM
 
 
 class ConnectionClosed(Exception):
@@ -118,6 +119,12 @@ class Connection:
 
     def set_utf8(self, enabled: bool) -> None:
         self._protocol.utf8 = enabled
+
+    def shutdown(self) -> None:
+        """Say goodbye without waiting for the client and close (server stopping)."""
+        if not self._writer.is_closing():
+            self._writer.write(Untagged("BYE", "Server shutting down").encode())
+            self._writer.close()
 
     # ------------------------------------------------------------- the loop
 
@@ -217,14 +224,14 @@ class Server:
     storage: Storage | None = None
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
-    _connections: set[asyncio.Task[None]] = field(default_factory=set)
+    _connections: dict[asyncio.Task[None], Connection] = field(default_factory=dict)
 
     async def start(self) -> None:
         if self.storage is None:
             self.storage = open_storage(self.config.data_dir)
         await self.storage.open()
         context = ServerContext(self.storage, self.config)
-        tls_context = self._tls_context()
+        tls_context = context_for(self.config)
         listeners = [
             ("imap", self.config.imap_listen, False),
             ("imaps", self.config.imaps_listen, True),
@@ -245,30 +252,25 @@ class Server:
             kind = "implicit TLS" if implicit else "STARTTLS"
             log.info("listening %s on %s:%d (%s)", name, host, port, kind)
 
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self.config.tls
-        if tls.cert is not None and tls.key is not None:
-            cert, key = tls.cert, tls.key
-        else:
-            cert, key = ensure_self_signed(self.config.data_dir / "tls")
-        return server_context(cert, key, tls.min_version)
-
     async def _handle(self, reader, writer, context, tls_context, implicit) -> None:  # noqa: ANN001
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        connection = Connection(reader, writer, context, tls_context, implicit_tls=implicit)
+        self._connections[task] = connection
         try:
-            await Connection(reader, writer, context, tls_context, implicit_tls=implicit).run()
+            await connection.run()
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
 
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for connection in list(self._connections.values()):
+            connection.shutdown()
         if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            _, stuck = await asyncio.wait(list(self._connections), timeout=SHUTDOWN_SECONDS)
+            for task in stuck:
+                task.cancel()
         for server in self._servers:
             await server.wait_closed()
         if self.storage is not None:
@@ -288,7 +290,6 @@ async def _serve_until_signalled(config: Config) -> int:
     return 0
 
 
-def run(config: Config, *, demo_password: str | None = None) -> int:
+def run(config: Config) -> int:
     """Serve until SIGTERM or SIGINT (``mailhaven serve``); returns the exit code."""
-    del demo_password  # printed by the CLI before serving
     return asyncio.run(_serve_until_signalled(config))

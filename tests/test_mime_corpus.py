@@ -112,7 +112,7 @@ def _our_binary_size(raw: bytes, metadata, path: str) -> int | str:
     try:
         return binary_size(raw, metadata, section_of(path).part)
     except UnknownCTE:
-        return "ERROR NO [UNKNOWN-CTE]"
+        return "ERROR NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding."
 
 
 def compare_message(row: dict) -> dict[str, tuple[object, object]]:

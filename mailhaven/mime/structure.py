@@ -195,8 +195,12 @@ class _Parser:
             if found is not None and found.level < len(stack):
                 header_stop, interrupted = self.trim_line_end(header_stop, start), found
         if interrupted is not None:
-            kind = LEAF if kind == MESSAGE else kind
-            return Part(start, header_stop, header_stop, kind, cte, text), interrupted, True
+            # A body cut off before it starts; an encapsulated message there is
+            # an empty one (no header, empty text/plain body).
+            empty = Part(header_stop, header_stop, header_stop, LEAF, None, True)
+            children = (empty,) if kind == MESSAGE else ()
+            part = Part(start, header_stop, header_stop, kind, cte, text, children)
+            return part, interrupted, True
         nested_allowed = depth < MAX_DEPTH and self.parts < MAX_PARTS
         if kind == MULTIPART and nested_allowed:
             part, found = self._multipart(start, header_stop, cte, boundary, stack, depth)
