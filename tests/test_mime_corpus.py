@@ -141,7 +141,156 @@ def compare_message(row: dict) -> dict[str, tuple[object, object]]:
 
 # ------------------------------------------------------------ deliberate differences
 
-DELIBERATE: dict[str, dict[str, str]] = {}
+CTE_CASE = (
+    "the header never ends (its 'blank' line holds a space); the reference then shows "
+    "Content-Transfer-Encoding 7BIT as 7bit, we show it as written like everywhere else"
+)
+NUL_BYTES = (
+    "the message holds NUL bytes, which the reference replaces with 0x80; BODY[] stays "
+    "byte-exact here (NUL filtering for non-BINARY fetches belongs to the FETCH layer)"
+)
+REFERENCE_HANGS_UP = (
+    "the reference closes the connection on BINARY.SIZE of this message; the part "
+    "decodes fine, so we answer with its size (RFC 3516 section 4.2)"
+)
+BAD_BASE64_CODE = (
+    "undecodable base64: we answer NO [UNKNOWN-CTE] as RFC 3516 section 4.3 asks, "
+    "the reference answers NO [PARSE]"
+)
+WHOLE_MESSAGE_REFUSED = (
+    "the reference refuses BINARY for every part once any part of the message cannot "
+    "be decoded (or holds quoted-printable it considers malformed, which RFC 2045 "
+    "section 6.7 says to decode leniently); this part itself decodes"
+)
+MESSAGE_BINARY = (
+    "BINARY of a message/rfc822 part: the reference re-encodes the encapsulated message "
+    "(0 octets for a base64-encoded one); we return the part with its own encoding "
+    "removed, unchanged for 7bit/8bit/binary (RFC 3516 section 4.2)"
+)
+DECODED_SIZE = (
+    "the reference's size disagrees with RFC 2045 decoding of the part (Python's "
+    "base64/quopri modules give our size; one reference value is a negative size "
+    "printed as unsigned)"
+)
+
+DELIBERATE: dict[str, dict[str, str]] = {
+    "0001.eml": {"BINARY.SIZE[2]": MESSAGE_BINARY},
+    "0013.eml": {
+        "BINARY.SIZE[1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[2.1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[2.2.1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[2.2.2.1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[2.2.2.2]": REFERENCE_HANGS_UP,
+    },
+    "0016.eml": {"body": CTE_CASE, "bodystructure": CTE_CASE},
+    "0019.eml": {"BINARY.SIZE[2]": MESSAGE_BINARY},
+    "0021.eml": {"BINARY.SIZE[2]": MESSAGE_BINARY},
+    "0023.eml": {"BINARY.SIZE[1]": MESSAGE_BINARY},
+    "0029.eml": {
+        "BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[3.1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[3.2]": BAD_BASE64_CODE,
+        "BINARY.SIZE[4]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[5]": WHOLE_MESSAGE_REFUSED,
+    },
+    "0030.eml": {"BINARY.SIZE[2]": DECODED_SIZE, "BINARY.SIZE[3]": DECODED_SIZE},
+    "0031.eml": {"BINARY.SIZE[2]": DECODED_SIZE, "BINARY.SIZE[3]": DECODED_SIZE},
+    "0032.eml": {"BINARY.SIZE[5]": MESSAGE_BINARY},
+    "0033.eml": {"BINARY.SIZE[5]": MESSAGE_BINARY},
+    "0034.eml": {"BINARY.SIZE[5]": MESSAGE_BINARY},
+    "0048.eml": {"BINARY.SIZE[1]": MESSAGE_BINARY},
+    "0051.eml": {"BINARY.SIZE[1]": MESSAGE_BINARY},
+    "0052.eml": {"BINARY.SIZE[1]": MESSAGE_BINARY},
+    "0096.eml": {
+        "BINARY.SIZE[1.1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[1.2]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2]": BAD_BASE64_CODE,
+    },
+    "0120.eml": {
+        "BINARY.SIZE[1.1.1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[1.1.2]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[1.2.1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[1.2.2]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[1.3.1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[1.3.2]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[2]": REFERENCE_HANGS_UP,
+    },
+    "0137.eml": {"BINARY.SIZE[1.2.2]": DECODED_SIZE},
+    "0142.eml": {
+        "BINARY.SIZE[1.2]": DECODED_SIZE,
+        "BINARY.SIZE[2.1]": DECODED_SIZE,
+        "BINARY.SIZE[2.4]": DECODED_SIZE,
+    },
+    "0155.eml": {"BINARY.SIZE[1]": BAD_BASE64_CODE},
+    "0168.eml": {"BINARY.SIZE[1.2]": DECODED_SIZE, "BINARY.SIZE[1.3]": DECODED_SIZE},
+    "0169.eml": {
+        "BINARY.SIZE[4]": MESSAGE_BINARY,
+        "BINARY.SIZE[10.1.1.1.1]": DECODED_SIZE,
+        "BINARY.SIZE[10.1.1.1.2]": DECODED_SIZE,
+    },
+    "0193.eml": {"BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED},
+    "0197.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED, "BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED},
+    "0198.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED},
+    "0199.eml": {"BINARY.SIZE[1]": DECODED_SIZE},
+    "0275.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0283.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0298.eml": {"BINARY.SIZE[1.1]": DECODED_SIZE},
+    "0299.eml": {"BINARY.SIZE[1.1]": DECODED_SIZE, "BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0334.eml": {"BINARY.SIZE[1.1]": DECODED_SIZE},
+    "0335.eml": {"BINARY.SIZE[1.1]": DECODED_SIZE},
+    "0351.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0355.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0359.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0369.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0404.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0405.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0417.eml": {
+        "BINARY.SIZE[1]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[2]": REFERENCE_HANGS_UP,
+        "BINARY.SIZE[3]": REFERENCE_HANGS_UP,
+    },
+    "0419.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0422.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0427.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0429.eml": {"BINARY.SIZE[3]": MESSAGE_BINARY},
+    "0546.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED},
+    "0555.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED, "BINARY.SIZE[3]": WHOLE_MESSAGE_REFUSED},
+    "0577.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED},
+    "0601.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED},
+    "0606.eml": {
+        "BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[3.1]": BAD_BASE64_CODE,
+        "BINARY.SIZE[3.2]": BAD_BASE64_CODE,
+        "BINARY.SIZE[4]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[5]": WHOLE_MESSAGE_REFUSED,
+    },
+    "0614.eml": {"BINARY.SIZE[2]": MESSAGE_BINARY},
+    "0618.eml": {
+        "BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2]": BAD_BASE64_CODE,
+        "BINARY.SIZE[3]": BAD_BASE64_CODE,
+    },
+    "0621.eml": {"TEXT": NUL_BYTES, "1": NUL_BYTES},
+    "0632.eml": {"BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED, "BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED},
+    "0633.eml": {
+        "BINARY.SIZE[1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2.1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2.2]": WHOLE_MESSAGE_REFUSED,
+    },
+    "0634.eml": {
+        "BINARY.SIZE[1.1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[1.2]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED,
+    },
+    "0635.eml": {
+        "BINARY.SIZE[1.1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[1.2.1]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[1.2.2]": WHOLE_MESSAGE_REFUSED,
+        "BINARY.SIZE[2]": WHOLE_MESSAGE_REFUSED,
+    },
+}
 
 
 @pytest.fixture(scope="module")

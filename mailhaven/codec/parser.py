@@ -59,6 +59,9 @@ _DATE_TIME = re.compile(
     rb'([+-])([0-9]{2})([0-9]{2})"'
 )
 _DATE_TEXT = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
+_SECTION_TEXT = re.compile(rb"[A-Za-z.]+")
+_STATUS_ATT = re.compile(rb"[A-Za-z-]+")
+_LIST_OPTION_NAME = re.compile(rb"[A-Za-z-]+")
 _STORE_ATT = re.compile(rb"([+-]?)FLAGS(\.SILENT)?", re.IGNORECASE)
 
 _MONTHS = {
@@ -209,10 +212,6 @@ def _parse_digits(r: Reader, *, maximum: int, nonzero: bool, what: str) -> int:
     if len(digits) > 20 or int(digits) > maximum:
         raise r.error(f"Number too large for {what}")
     return int(digits)
-
-
-def parse_number(r: Reader) -> int:
-    return _parse_digits(r, maximum=MAX_NUMBER, nonzero=False, what="a number")
 
 
 def parse_nz_number(r: Reader) -> int:
@@ -435,7 +434,7 @@ def parse_header_list(r: Reader) -> tuple[str, ...]:
 
 def parse_section_text(r: Reader, *, mime_allowed: bool) -> c.Section:
     """``section-msgtext`` / ``section-text``, as a Section without a part."""
-    text = r.name(re.compile(rb"[A-Za-z.]+"), "a section text")
+    text = r.name(_SECTION_TEXT, "a section text")
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
         r.sp()
         return c.Section(text=text, fields=parse_header_list(r))
@@ -871,7 +870,7 @@ _STATUS_ATTS = frozenset(
 
 
 def parse_status_att(r: Reader) -> str:
-    name = r.name(re.compile(rb"[A-Za-z-]+"), "a status item")
+    name = r.name(_STATUS_ATT, "a status item")
     if name not in _STATUS_ATTS:
         raise r.error(f"Unknown status item {name}")
     return name
@@ -890,7 +889,6 @@ def parse_status(r: Reader) -> c.Status:
 
 
 _LIST_SELECT_OPTS = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
-_LIST_OPTION_NAME = re.compile(rb"[A-Za-z-]+")
 
 
 def _parse_list_select_opt(r: Reader) -> str:

@@ -25,7 +25,7 @@ from mailhaven.mime.rfc822 import (
     parse_language,
     parse_single_token,
 )
-from mailhaven.mime.structure import LEAF, MESSAGE, MULTIPART, Part
+from mailhaven.mime.structure import MESSAGE, MULTIPART, Part
 
 _EMPTY_BODY = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0'
 
@@ -89,12 +89,18 @@ class _Writer:
         content_type_value = find_value(fields, b"content-type")
         if part.kind == MESSAGE:
             maintype, subtype = b"message", b"rfc822"
-            params = () if content_type_value is None else parse_content_type(content_type_value).params
+            params = (
+                () if content_type_value is None else parse_content_type(content_type_value).params
+            )
         elif content_type_value is None:
             maintype, subtype, params = b"text", b"plain", ()
         else:
             content_type = parse_content_type(content_type_value)
-            maintype, subtype, params = content_type.maintype, content_type.subtype, content_type.params
+            maintype, subtype, params = (
+                content_type.maintype,
+                content_type.subtype,
+                content_type.params,
+            )
         encoding_value = find_value(fields, b"content-transfer-encoding")
         encoding = None if encoding_value is None else parse_single_token(encoding_value)
         body_size = part.body_end - part.body_start
@@ -127,6 +133,3 @@ def body(raw: bytes, root: Part) -> bytes:
 def bodystructure(raw: bytes, root: Part) -> bytes:
     """BODYSTRUCTURE: with extension data."""
     return _Writer(raw, extended=True).write(root)
-
-
-__all__ = ["LEAF", "body", "bodystructure"]

@@ -9,6 +9,7 @@ accepted: a message that is not valid MIME still gets a structure.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import json
@@ -110,10 +111,9 @@ def _body_text(raw: bytes, root: Part) -> str:
         if part.kind != LEAF or not part.text:
             continue
         content = raw[part.body_start : part.body_end]
-        try:
+        # An undecodable part is searched as it is rather than not at all.
+        with contextlib.suppress(sections.UnknownCTE):
             content = sections.decode_body(part, content)
-        except sections.UnknownCTE:
-            pass  # search the undecoded text rather than nothing
         texts.append(_decode_charset(content, _charset(raw, part)))
     return "\n".join(texts)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # atext (RFC 5322 section 3.2.3) plus 8-bit bytes, which real headers contain.
-_ATEXT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+_ATEXT = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
+)
 _ATEXT |= frozenset(range(0x80, 0x100))
 # token (RFC 2045 section 5.1): atext without the tspecials "/", "=", "?".
 _TOKEN = _ATEXT - frozenset(b"/=?") | frozenset(b".")
@@ -136,10 +138,8 @@ class Lexer:
         if self.peek() == 0x2E:
             return BROKEN
         while True:
-            if self.peek() == 0x22:
-                status = self.quoted_string(out)
-            else:
-                status = self._atom_or_dot(out)
+            quoted = self.peek() == 0x22
+            status = self.quoted_string(out) if quoted else self._atom_or_dot(out)
             if status <= END:
                 return status
             following = self.peek()
@@ -459,10 +459,9 @@ class _AddressParser:
                     return None
             if lexer.skip_cfws() <= END:
                 return None
-        if lexer.peek() != 0x3E:
-            if self._addr_spec(in_angle=True) < END or lexer.peek() != 0x3E:
-                self.broken_angle = True
-                return None
+        if lexer.peek() != 0x3E and (self._addr_spec(in_angle=True) < END or lexer.peek() != 0x3E):
+            self.broken_angle = True
+            return None
         lexer.pos += 1
         return lexer.skip_cfws()
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailhaven.mime.headers import HeaderField, find_value, line_end, parse_fields
-from mailhaven.mime.rfc822 import ContentType, first_token, parse_content_type, parse_parameters
+from mailhaven.mime.rfc822 import ContentType, first_token, parse_content_type
 
 MAX_DEPTH = 100
 MAX_PARTS = 10_000
@@ -289,6 +289,3 @@ def parse_structure(raw: bytes) -> Part:
     """The part tree of a whole message."""
     root, _ = _Parser(raw).entity(0, [], False, 0)
     return root
-
-
-__all__ = ["Part", "parse_structure", "parse_parameters", "effective_content_type"]

@@ -259,7 +259,8 @@ def _fts_phrase(needle: str, *, headers: bool) -> str:
     """An FTS5 query matching *needle* as one phrase, i.e. as a substring under
     the trigram tokenizer; double quotes inside a phrase are doubled."""
     columns = "{body_text header_text}" if headers else "body_text"
-    return f'{columns} : "{needle.replace(chr(34), chr(34) * 2)}"'
+    quoted = needle.replace('"', '""')
+    return f'{columns} : "{quoted}"'
 
 
 # --------------------------------------------------------------------------- names
@@ -273,7 +274,7 @@ def _check_name(name: str) -> None:
 
 
 def _superiors(name: str) -> list[str]:
-    """ "a/b/c" -> ["a", "a/b"]."""
+    """Superior names, outermost first: "a/b/c" gives ["a", "a/b"]."""
     levels = name.split(SEPARATOR)
     return [SEPARATOR.join(levels[:depth]) for depth in range(1, len(levels))]
 
