@@ -150,7 +150,7 @@ def encode_command(command: c.Command) -> bytes:
 tags = st.text(alphabet=TAG_CHARS.decode("ascii"), min_size=1, max_size=8)
 atoms = st.text(alphabet=ATOM_CHARS.decode("ascii"), min_size=1, max_size=8)
 astrings = st.binary(max_size=24).map(lambda value: value.replace(b"\0", b""))
-texts = st.text(st.characters(exclude_characters="\0"), max_size=16)
+texts = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), max_size=16)
 nz_numbers = st.integers(1, 2**32 - 1)
 mod_sequences = st.integers(1, 2**63 - 1)
 seq_numbers = st.none() | nz_numbers

@@ -94,6 +94,9 @@ async def execute(session: Session, command: c.Command) -> None:
         tagged = Tagged(command.tag, "NO", "Internal server error, logged", b"SERVERBUG")
     if tagged is None:  # the handler already completed the command (STARTTLS, LOGOUT)
         return
+    if tagged.status != "OK":
+        code = f" [{tagged.code.decode('ascii', 'replace')}]" if tagged.code else ""
+        session.log.info("command %s failed: %s%s %s", spec.name, tagged.status, code, tagged.text)
     if session.state is State.SELECTED:
         uses_numbers = spec.uses_sequence_numbers and not getattr(command, "uid", False)
         await session.send_updates(allow_expunge=not uses_numbers)
