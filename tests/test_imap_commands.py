@@ -237,19 +237,19 @@ def test_uid_expunge_only_touches_named_uids(client):
 
 def test_create_rename_delete_hierarchy(client):
     ok(client.create("Projects/2024/Q1"))
-    lines = b"\n".join(ok(client.list("", "Projects/*")))
+    lines = b"\n".join(ok(client.list(pattern="Projects/*")))
     assert b"Projects/2024" in lines and b"Projects/2024/Q1" in lines
     typ, data = client.create("Projects/2024/Q1")
     assert typ == "NO" and b"ALREADYEXISTS" in data[0]
     ok(client.rename("Projects", "Work"))
-    lines = b"\n".join(ok(client.list("", "*")))
+    lines = b"\n".join(ok(client.list(pattern="*")))
     assert b"Work/2024/Q1" in lines and b"Projects" not in lines
     ok(client.delete("Work/2024/Q1"))
     typ, data = client.delete("Nothing")
     assert typ == "NO" and b"NONEXISTENT" in data[0]
     typ, data = client.delete("INBOX")
     assert typ == "NO"
-    top = b"\n".join(ok(client.list("", "%")))
+    top = b"\n".join(ok(client.list(pattern="%")))
     assert b"\\HasChildren" in [line for line in top.split(b"\n") if b"Work" in line][0]
 
 
@@ -263,7 +263,7 @@ def test_rename_inbox_moves_messages(client):
 def test_mailbox_names_non_ascii_roundtrip_mutf7(client):
     name = "Entw&APw-rfe"  # "Entwürfe" in modified UTF-7
     ok(client.create(name))
-    lines = b"\n".join(ok(client.list("", "*")))
+    lines = b"\n".join(ok(client.list(pattern="*")))
     assert name.encode() in lines
     ok(client.append(name, None, None, message("x")))
     assert b"MESSAGES 1" in ok(client.status(name, "(MESSAGES)"))[0]
@@ -272,12 +272,12 @@ def test_mailbox_names_non_ascii_roundtrip_mutf7(client):
 def test_subscribe_lsub(client):
     ok(client.create("Lists/python"))
     ok(client.subscribe("Lists/python"))
-    lines = b"\n".join(ok(client.lsub("", "*")))
+    lines = b"\n".join(ok(client.lsub(pattern="*")))
     assert b"Lists/python" in lines
-    lines = b"\n".join(ok(client.lsub("", "%")))
+    lines = b"\n".join(ok(client.lsub(pattern="%")))
     assert b'(\\Noselect) "/" Lists' in lines
     ok(client.unsubscribe("Lists/python"))
-    assert b"Lists/python" not in b"\n".join(d or b"" for d in ok(client.lsub("", "*")))
+    assert b"Lists/python" not in b"\n".join(d or b"" for d in ok(client.lsub(pattern="*")))
 
 
 def test_status_items(client):
