@@ -55,6 +55,7 @@ def test_changes_reach_other_session_at_noop(server):
     assert fetches and fetches[0][0] == 1 and b"\\Seen" in fetches[0][2][3]
     # Sequence numbers now agree between the two sessions.
     assert phone.search() == laptop.search()
+
     def numbering(client: IMAPClient) -> dict[int, int]:
         return {uid: data[b"SEQ"] for uid, data in client.fetch(client.search(), ["UID"]).items()}
 
