@@ -208,3 +208,18 @@ def test_tls_handshake_on_implicit_port(server):
         pytest.raises(ssl.SSLError),
     ):
         context.wrap_socket(sock, server_hostname="localhost")
+
+
+def test_binary_append_with_nul_is_kept_and_sent_safely(raw):
+    msg = b"Subject: nul\r\n\r\na\0b\r\n"
+    lines = raw.command(b"a", b"APPEND INBOX ~{%d+}\r\n%s" % (len(msg), msg))
+    assert lines[-1].startswith(b"a OK")
+    raw.command(b"s", b"SELECT INBOX")
+    # BODY[] may not carry NUL (RFC 9051 section 4.3): it is sent as 0x80.
+    lines = raw.command(b"f", b"FETCH 1 (BODY.PEEK[])")
+    assert lines[0] == b"* 1 FETCH (BODY[] {%d}" % len(msg)
+    assert lines[1:4] == [b"Subject: nul", b"", b"a\x80b"]
+    # BINARY returns the stored bytes in a literal8 (RFC 3516 section 4.2).
+    lines = raw.command(b"g", b"FETCH 1 (BINARY.PEEK[1])")
+    assert lines[0] == b"* 1 FETCH (BINARY[1] ~{5}"
+    assert lines[1] == b"a\0b"

@@ -143,7 +143,14 @@ def _partial(data: bytes, attr: FetchAttribute) -> bytes:
 
 
 def _body_value(data: bytes) -> bytes:
-    return wire.literal(data) if data else b'""'
+    """A BODY[...] value.  RFC 9051 section 4.3: NUL may only travel in a BINARY
+    literal8, so NULs stored in a message (appended as ~{n}) are sent as 0x80, as
+    Dovecot does; the size stays the same and BINARY[] still returns the bytes."""
+    if not data:
+        return b'""'
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
+    return wire.literal(data)
 
 
 def _raw(message: _Message) -> bytes:
