@@ -434,6 +434,9 @@ def test_locked_out_address(tls_files, monkeypatch, capsys) -> None:
 def test_healthy_server(tmp_path, monkeypatch, capsys) -> None:
     data = tmp_path / "data"
     with mailhaven(data) as server:
+        with server.imaplib_tls_client() as client:
+            client.login(USER, PASSWORD)
+            client.append("INBOX", None, None, b"Subject: hello\r\n\r\nbody\r\n")
         code, steps, _ = check_login(server, data, monkeypatch, capsys)
         text_code, _, text = run_check(
             monkeypatch, capsys, "127.0.0.1", "--port", str(server.imaps_port),
@@ -444,6 +447,8 @@ def test_healthy_server(tmp_path, monkeypatch, capsys) -> None:
     assert list(steps) == ["dns", "tcp", "tls", "imap", "auth", "mailbox"]
     assert steps["tls"]["details"]["versions"]["TLSv1.2"] is True
     assert steps["mailbox"]["details"]["mailboxes"] >= 1
+    assert steps["mailbox"]["details"]["inbox_messages"] == 1
+    assert set(steps["mailbox"]["details"]["round_trips_ms"]) == {"LIST", "SELECT INBOX", "FETCH"}
     assert "result: OK" in text
     assert PASSWORD not in text
 
