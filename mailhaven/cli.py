@@ -88,7 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=_user_delete)
     listing = user_commands.add_parser("list", help="print account names, one per line")
     listing.set_defaults(handler=_user_list)
+    _add_check_parser(commands)
     return parser
+
+
+def _add_check_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    check = commands.add_parser(
+        "check", help="diagnose why an IMAP server cannot be used (works with any server)"
+    )
+    check.add_argument("host", help="the IMAP server's host name or address")
+    check.add_argument("--port", type=int, metavar="N", help="only this port (default 993, 143)")
+    modes = check.add_mutually_exclusive_group()
+    for flag, mode in (("--tls", "tls"), ("--starttls", "starttls"), ("--auto", "auto")):
+        modes.add_argument(flag, dest="mode", action="store_const", const=mode)
+    check.add_argument("--user", metavar="U", help="also log in as U and open INBOX")
+    check.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    check.add_argument("--cafile", type=Path, metavar="FILE", help="trust this CA certificate")
+    check.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="per network step"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable report")
+    check.set_defaults(handler=_check, mode="auto")
 
 
 def _overrides(arguments: argparse.Namespace) -> dict[str, object]:
@@ -244,6 +264,38 @@ def _user_list(arguments: argparse.Namespace, config: Config) -> int:
     for name in _with_storage(config, names):
         print(name)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------- check
+
+
+def _check(arguments: argparse.Namespace, config: Config) -> int:
+    """``mailhaven check``: exit 0 when everything works, 1 when a step failed."""
+    from mailhaven.diagnose import CheckOptions, Mode, run_check
+
+    password = None
+    if arguments.user is not None:
+        password = _read_check_password(arguments.password_stdin)
+    options = CheckOptions(
+        host=arguments.host,
+        port=arguments.port,
+        mode=Mode(arguments.mode),
+        user=arguments.user,
+        password=password,
+        cafile=arguments.cafile,
+        timeout=arguments.timeout,
+    )
+    report = run_check(options)
+    sys.stdout.write(report.to_json() + "\n" if arguments.json else report.to_text())
+    return report.exit_code
+
+
+def _read_check_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    raise CommandError("stdin is not a terminal: pass --password-stdin to read the password")
 
 
 # ---------------------------------------------------------------------- serve

@@ -111,7 +111,13 @@ class Connection:
 
     async def start_tls(self) -> None:
         assert self._tls_context is not None
-        await self._writer.start_tls(self._tls_context)
+        try:
+            await self._writer.start_tls(self._tls_context)
+        except (ConnectionError, ssl.SSLError) as error:
+            # Usually a client that cannot agree on a TLS version or distrusts the
+            # certificate: worth one line for the operator, not a traceback.
+            self.log.info("tls handshake failed client=%s error=%s", self._peer, error)
+            raise
         self._secure = True
         # RFC 9051 section 11.1: discard anything pipelined before the handshake.
         self._protocol = ServerProtocol(self._limits)
@@ -175,7 +181,7 @@ class Connection:
     async def _reject(self, event: CommandRejected) -> bool:
         """Answer a command that could not be parsed; True when it is time to hang up."""
         error = event.error
-        self.log.info("command rejected: %s", error.text)
+        self.log.info("command rejected: %s client=%s", error.text, self._peer)
         if error.tag is not None:
             await self.write(Tagged(error.tag, error.status, error.text, error.code).encode())
         else:

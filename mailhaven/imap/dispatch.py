@@ -9,6 +9,7 @@ numbers it knows (RFC 9051 section 7.5.1, RFC 3501 section 7.4.1).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,8 @@ async def execute(session: Session, command: c.Command) -> None:
         tagged = await spec.handler(session, command)
     except CommandFailed as failure:
         tagged = Tagged(command.tag, failure.status, failure.text, failure.code)
+    except (ConnectionError, ssl.SSLError):
+        raise  # the connection is gone (a failed STARTTLS handshake): nobody to answer
     except Exception:
         session.log.exception("command %s failed", spec.name)
         tagged = Tagged(command.tag, "NO", "Internal server error, logged", b"SERVERBUG")
@@ -96,7 +99,14 @@ async def execute(session: Session, command: c.Command) -> None:
         return
     if tagged.status != "OK":
         code = f" [{tagged.code.decode('ascii', 'replace')}]" if tagged.code else ""
-        session.log.info("command %s failed: %s%s %s", spec.name, tagged.status, code, tagged.text)
+        session.log.info(
+            "command %s failed: %s%s %s client=%s",
+            spec.name,
+            tagged.status,
+            code,
+            tagged.text,
+            session.channel.peer_address,
+        )
     if session.state is State.SELECTED:
         uses_numbers = spec.uses_sequence_numbers and not getattr(command, "uid", False)
         await session.send_updates(allow_expunge=not uses_numbers)
