@@ -28,6 +28,7 @@ _AUTHENTICATED = (
     "MULTIAPPEND",  # commands/append.py (RFC 3502)
     "BINARY",  # commands/fetch.py (RFC 3516)
     "STATUS=SIZE",  # commands/mailboxes.py (RFC 8438)
+    "COMPRESS=DEFLATE",  # commands/compress.py, deflate.py (RFC 4978)
 )
 
 # Extensions that affect the wire syntax or are needed before login.

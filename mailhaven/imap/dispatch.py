@@ -19,6 +19,7 @@ from mailhaven.imap.commands import (
     any_state,
     append,
     authentication,
+    compress,
     copy_move,
     fetch,
     idle,
@@ -76,6 +77,7 @@ COMMANDS: dict[type, CommandSpec] = {
     c.Store: CommandSpec("STORE", store.store, SELECTED, uses_sequence_numbers=True),
     c.Copy: CommandSpec("COPY", copy_move.copy, SELECTED),
     c.Move: CommandSpec("MOVE", copy_move.move, SELECTED),
+    c.Compress: CommandSpec("COMPRESS", compress.compress, AUTHENTICATED),
 }
 
 
