@@ -15,6 +15,7 @@ from typing import Any
 
 from mailhaven.codec import commands as c
 from mailhaven.codec.responses import Tagged
+from mailhaven.imap import condstore
 from mailhaven.imap.commands import (
     any_state,
     append,
@@ -102,6 +103,7 @@ async def execute(session: Session, command: c.Command) -> None:
     if session.state is State.SELECTED:
         uses_numbers = spec.uses_sequence_numbers and not getattr(command, "uid", False)
         await session.send_updates(allow_expunge=not uses_numbers)
+        tagged = await condstore.after_updates(session, tagged)
     await session.send(tagged)
 
 
