@@ -116,8 +116,7 @@ async def resynchronise(
     for start in range(0, len(changed), FETCH_BATCH):
         batch = changed[start : start + FETCH_BATCH]
         await session.send_all(
-            responses.fetch(view.sequence_number(uid) or 0, view.flag_items(uid))
-            for uid in batch
+            responses.fetch(view.sequence_number(uid) or 0, view.flag_items(uid)) for uid in batch
         )
 
 
