@@ -25,6 +25,9 @@ DEFAULT_DATA_DIR = Path("mailhaven-data")
 MIN_AUTOLOGOUT_SECONDS = 30 * 60
 # RFC 7162 section 4: clients may send command lines of about 8192 octets.
 MIN_LINE_LENGTH = 8192
+# RFC 2177 section 3: NATs and mobile networks drop silent connections; an untagged OK
+# about every 2 minutes while idling keeps them open.
+DEFAULT_IDLE_KEEPALIVE_SECONDS = 120
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
@@ -63,6 +66,7 @@ class Config:
     log_level: str = "info"
     imap_listen: tuple[str, int] | None = ("127.0.0.1", 1143)
     imaps_listen: tuple[str, int] | None = ("127.0.0.1", 1993)
+    idle_keepalive_seconds: int = DEFAULT_IDLE_KEEPALIVE_SECONDS
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -168,6 +172,7 @@ _SCHEMA: dict[str, Check] = {
     "data_dir": _path,
     "log_level": _log_level,
     "imap.listen": _listen,
+    "imap.idle_keepalive_seconds": _integer_at_least(1),
     "imaps.listen": _listen,
     "tls.cert": _optional_path,
     "tls.key": _optional_path,
@@ -245,6 +250,7 @@ def _build(checked: dict[str, Any]) -> Config:
         ("log_level", "log_level"),
         ("imap.listen", "imap_listen"),
         ("imaps.listen", "imaps_listen"),
+        ("imap.idle_keepalive_seconds", "idle_keepalive_seconds"),
     ):
         if key in checked:
             top_level[name] = checked[key]

@@ -26,6 +26,7 @@ from mailhaven.codec.protocol import (
 )
 from mailhaven.codec.responses import Tagged, Untagged
 from mailhaven.config import Config
+from mailhaven.deflate import CompressedDataError, DeflateStream
 from mailhaven.imap.capabilities import capability_code
 from mailhaven.imap.dispatch import execute
 from mailhaven.imap.session import ServerContext, Session, State
@@ -62,6 +63,7 @@ class Connection:
         self._secure = implicit_tls
         self._limits = _limits(context.config)
         self._protocol = ServerProtocol(self._limits)
+        self._deflate: DeflateStream | None = None  # after COMPRESS DEFLATE (RFC 4978)
         peer = writer.get_extra_info("peername") or ("unknown", 0)
         self._peer_host = str(peer[0])
         self._peer = f"{peer[0]}:{peer[1]}" if len(peer) >= 2 else str(peer)
@@ -92,10 +94,18 @@ class Connection:
         except ValueError:
             return False
 
+    @property
+    def compressing(self) -> bool:
+        return self._deflate is not None
+
     async def write(self, data: bytes) -> None:
+        data = self._outgoing(data)
         self.bytes_out += len(data)
         self._writer.write(data)
         await self._writer.drain()
+
+    def _outgoing(self, data: bytes) -> bytes:
+        return self._deflate.compress(data) if self._deflate is not None else data
 
     async def read_raw_line(self, timeout: float | None = None) -> bytes | None:
         self._protocol.expect_raw_line()
@@ -126,10 +136,18 @@ class Connection:
     def set_utf8(self, enabled: bool) -> None:
         self._protocol.utf8 = enabled
 
+    def start_compression(self) -> None:
+        """RFC 4978 section 3: everything after the tagged OK is compressed, both
+        ways.  Bytes already received after the COMPRESS command (a client that
+        did not wait for the OK) are compressed data too."""
+        self._deflate = DeflateStream()
+        self._deflate.feed(self._protocol.take_unframed())
+        self.log.info("compression started deflate")
+
     def shutdown(self) -> None:
         """Say goodbye without waiting for the client and close (server stopping)."""
         if not self._writer.is_closing():
-            self._writer.write(Untagged("BYE", "Server shutting down").encode())
+            self._writer.write(self._outgoing(Untagged("BYE", "Server shutting down").encode()))
             self._writer.close()
 
     # ------------------------------------------------------------- the loop
@@ -193,6 +211,9 @@ class Connection:
         return False
 
     async def _receive(self, timeout: float | None, *, say_bye: bool = False) -> None:
+        if self._deflate is not None and self._deflate.has_input:
+            self._protocol.receive_data(self._inflate())
+            return
         try:
             data = await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
         except TimeoutError:
@@ -202,7 +223,17 @@ class Connection:
         if not data:
             raise ConnectionClosed("client closed the connection")
         self.bytes_in += len(data)
+        if self._deflate is not None:
+            self._deflate.feed(data)
+            data = self._inflate()
         self._protocol.receive_data(data)
+
+    def _inflate(self) -> bytes:
+        assert self._deflate is not None
+        try:
+            return self._deflate.inflate()
+        except CompressedDataError as error:
+            raise ConnectionClosed(str(error)) from None
 
 
 def _limits(config: Config) -> Limits:

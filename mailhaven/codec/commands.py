@@ -383,6 +383,14 @@ class Id:
     params: tuple[tuple[str, str | None], ...] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """COMPRESS (RFC 4978); ``algorithm`` upper-cased (only DEFLATE exists)."""
+
+    tag: str
+    algorithm: str
+
+
 Command = (
     Capability
     | Noop
@@ -413,4 +421,5 @@ Command = (
     | Copy
     | Move
     | Id
+    | Compress
 )

@@ -134,6 +134,14 @@ class CommandFramer:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
+    def take_unframed(self) -> bytes:
+        """Remove and return the bytes received after the last complete frame; used
+        when the transport changes under the stream (COMPRESS, RFC 4978 section 3)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self._scanned = 0
+        return data
+
     def expect_raw_line(self) -> None:
         """Deliver the next line that starts a command as a CompleteRawLine, without
         looking for literals (AUTHENTICATE responses, IDLE's DONE)."""

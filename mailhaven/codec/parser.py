@@ -1049,6 +1049,16 @@ def parse_id(r: Reader) -> c.Id:
     return c.Id(r.command_tag, tuple(_parenthesised(r, _parse_id_param, empty_ok=True)))
 
 
+def parse_compress(r: Reader) -> c.Compress:
+    """``compress = "COMPRESS" SP algorithm`` (RFC 4978 section 5); DEFLATE is the
+    only algorithm defined."""
+    r.sp()
+    algorithm = r.name(what="a compression algorithm")
+    if algorithm != "DEFLATE":
+        raise r.error(f"Unknown compression algorithm {algorithm}")
+    return c.Compress(r.command_tag, algorithm)
+
+
 def _bare(command: Callable[[str], c.Command]) -> Callable[[Reader], c.Command]:
     """Parser of a command that takes no arguments."""
     return lambda r: command(r.command_tag)
@@ -1086,6 +1096,7 @@ COMMAND_PARSERS: dict[str, Callable[[Reader], c.Command]] = {
     "MOVE": parse_move,
     "UID": parse_uid,
     "ID": parse_id,
+    "COMPRESS": parse_compress,
 }
 
 

@@ -86,6 +86,11 @@ class ServerProtocol:
     def receive_data(self, data: bytes) -> None:
         self._framer.feed(data)
 
+    def take_unframed(self) -> bytes:
+        """Bytes received but not yet framed, removed from the engine: after
+        COMPRESS they are compressed data the server must inflate first."""
+        return self._framer.take_unframed()
+
     def expect_raw_line(self) -> None:
         """Deliver the next line as a RawLine, without literal processing: the
         server calls this before reading AUTHENTICATE responses or IDLE's DONE."""

@@ -28,6 +28,9 @@ _AUTHENTICATED = (
     "MULTIAPPEND",  # commands/append.py (RFC 3502)
     "BINARY",  # commands/fetch.py (RFC 3516)
     "STATUS=SIZE",  # commands/mailboxes.py (RFC 8438)
+    "COMPRESS=DEFLATE",  # commands/compress.py, deflate.py (RFC 4978)
+    "CONDSTORE",  # imap/condstore.py and the commands it names (RFC 7162 section 3.1)
+    "QRESYNC",  # imap/condstore.py, imap/selected.py VANISHED (RFC 7162 section 3.2)
 )
 
 # Extensions that affect the wire syntax or are needed before login.

@@ -16,10 +16,12 @@ from typing import Any
 
 from mailhaven.codec import commands as c
 from mailhaven.codec.responses import Tagged
+from mailhaven.imap import condstore
 from mailhaven.imap.commands import (
     any_state,
     append,
     authentication,
+    compress,
     copy_move,
     fetch,
     idle,
@@ -77,6 +79,7 @@ COMMANDS: dict[type, CommandSpec] = {
     c.Store: CommandSpec("STORE", store.store, SELECTED, uses_sequence_numbers=True),
     c.Copy: CommandSpec("COPY", copy_move.copy, SELECTED),
     c.Move: CommandSpec("MOVE", copy_move.move, SELECTED),
+    c.Compress: CommandSpec("COMPRESS", compress.compress, AUTHENTICATED),
 }
 
 
@@ -110,6 +113,7 @@ async def execute(session: Session, command: c.Command) -> None:
     if session.state is State.SELECTED:
         uses_numbers = spec.uses_sequence_numbers and not getattr(command, "uid", False)
         await session.send_updates(allow_expunge=not uses_numbers)
+        tagged = await condstore.after_updates(session, tagged)
     await session.send(tagged)
 
 

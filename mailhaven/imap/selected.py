@@ -46,6 +46,12 @@ class SelectedMailbox:
     _pending_flag_updates: set[int] = field(default_factory=set)
     keywords: set[str] = field(default_factory=set)
     _reported_keywords: frozenset[str] = frozenset()
+    # RFC 7162 section 3.2: while expunges wait, the client may only be told a
+    # HIGHESTMODSEQ below theirs; this is known_modseq from before they arrived.
+    _modseq_before_pending_expunges: int | None = None
+    # Set by EXPUNGE, UID EXPUNGE and MOVE under QRESYNC: the tagged OK carries
+    # HIGHESTMODSEQ (RFC 7162 sections 3.2.7 and 3.2.9, RFC 6851 section 4.4).
+    report_modseq_in_tagged: bool = False
 
     @classmethod
     async def open(cls, storage: Storage, mailbox: Mailbox, readonly: bool) -> SelectedMailbox:
@@ -149,6 +155,17 @@ class SelectedMailbox:
 
     # ------------------------------------------------------------- updates
 
+    def safe_modseq(self) -> int:
+        """The highest modseq up to which the client has been told everything,
+        for HIGHESTMODSEQ (RFC 7162 sections 3.2 and 6)."""
+        if self._pending_expunges and self._modseq_before_pending_expunges is not None:
+            return self._modseq_before_pending_expunges
+        return self.known_modseq
+
+    @property
+    def has_pending_expunges(self) -> bool:
+        return bool(self._pending_expunges)
+
     async def refresh(self, storage: Storage) -> None:
         """Fold everything the store recorded after ``known_modseq`` into the view."""
         changes = await storage.changes_since(self.mailbox.id, self.known_modseq)
@@ -167,6 +184,8 @@ class SelectedMailbox:
                 self._pending_flag_updates.add(summary.uid)
             self.summaries[summary.uid] = summary
             self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
+        if not self._pending_expunges:
+            self._modseq_before_pending_expunges = self.known_modseq
         for uid in changes.expunged:
             if uid in self.summaries and uid not in new_uids:
                 self._pending_expunges.add(uid)

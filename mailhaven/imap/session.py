@@ -57,6 +57,12 @@ class Channel(Protocol):
 
     def set_utf8(self, enabled: bool) -> None: ...
 
+    @property
+    def compressing(self) -> bool: ...
+
+    def start_compression(self) -> None:
+        """Compress everything after the response just written (RFC 4978)."""
+
 
 class CommandFailed(Exception):
     """Raised by a handler to end its command with NO or BAD."""

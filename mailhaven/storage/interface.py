@@ -258,6 +258,14 @@ class Storage(ABC):
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes: ...
 
     @abstractmethod
+    async def vanished_since(
+        self, mailbox_id: int, modseq: int, uid_ranges: Sequence[tuple[int, int]]
+    ) -> list[int]:
+        """UIDs (ascending) expunged from the mailbox with a modseq above *modseq*
+        and within the inclusive, ascending, non-overlapping *uid_ranges* (RFC 7162
+        sections 3.2.5.1 and 3.2.6: VANISHED (EARLIER))."""
+
+    @abstractmethod
     async def store_flags(
         self,
         mailbox_id: int,

@@ -31,6 +31,7 @@ Mailbox rules (RFC 9051 sections 6.3.4 to 6.3.6):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime
 import functools
 import json
@@ -534,6 +535,13 @@ class SqliteStorage(Storage):
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         return await self._read(_changes_since, mailbox_id, modseq)
 
+    async def vanished_since(
+        self, mailbox_id: int, modseq: int, uid_ranges: Sequence[tuple[int, int]]
+    ) -> list[int]:
+        if not uid_ranges:
+            return []
+        return await self._read(_vanished_since, mailbox_id, modseq, list(uid_ranges))
+
     async def store_flags(
         self,
         mailbox_id: int,
@@ -964,6 +972,26 @@ def _changes_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> Ch
         changed=tuple(_summary(row) for row in changed),
         expunged=tuple(uid for (uid,) in expunged),
     )
+
+
+def _vanished_since(
+    conn: sqlite3.Connection, mailbox_id: int, modseq: int, uid_ranges: list[tuple[int, int]]
+) -> list[int]:
+    """The index on (mailbox_id, modseq) finds the expunges; the ranges, which a
+    client may send by the thousand, are then matched by bisection."""
+    _mailbox_by_id(conn, mailbox_id)
+    rows = conn.execute(
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid BETWEEN ? AND ?"
+        " ORDER BY uid",
+        (mailbox_id, modseq, uid_ranges[0][0], uid_ranges[-1][1]),
+    )
+    starts = [low for low, _ in uid_ranges]
+    found = []
+    for (uid,) in rows:
+        index = bisect.bisect_right(starts, uid) - 1
+        if index >= 0 and uid <= uid_ranges[index][1]:
+            found.append(uid)
+    return found
 
 
 def _store_flags(

@@ -8,10 +8,11 @@ from mailhaven.codec import commands as c
 from mailhaven.codec import responses, wire
 from mailhaven.codec.responses import Tagged
 from mailhaven.imap.capabilities import capabilities
+from mailhaven.imap.condstore import enable_condstore, enable_qresync
 from mailhaven.imap.session import Session
 
 # RFC 5161 section 3.1: ENABLE only acts on extensions that need it.
-ENABLEABLE = frozenset({"IMAP4REV2"})
+ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE", "QRESYNC"})
 
 
 async def capability(session: Session, command: c.Capability) -> Tagged:
@@ -45,11 +46,21 @@ async def id_command(session: Session, command: c.Id) -> Tagged:
 
 
 async def enable(session: Session, command: c.Enable) -> Tagged:
-    """RFC 5161 section 3.1: ENABLED lists only what was newly enabled."""
-    newly = [
-        name for name in command.capabilities if name in ENABLEABLE and name not in session.enabled
-    ]
-    session.enabled.update(newly)
+    """RFC 5161 section 3.1: ENABLED lists only what was newly enabled.  QRESYNC
+    implies CONDSTORE (RFC 7162 section 3.2.3)."""
+    newly = list(
+        dict.fromkeys(
+            name
+            for name in command.capabilities
+            if name in ENABLEABLE and name not in session.enabled
+        )
+    )
+    if "IMAP4REV2" in newly:
+        session.enabled.add("IMAP4REV2")
     session.channel.set_utf8(session.utf8)
     await session.send(responses.enabled("IMAP4rev2" if n == "IMAP4REV2" else n for n in newly))
+    if "QRESYNC" in newly:
+        await enable_qresync(session)
+    elif "CONDSTORE" in newly:
+        await enable_condstore(session)
     return Tagged(command.tag, "OK", "ENABLE completed")

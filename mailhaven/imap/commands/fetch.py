@@ -1,5 +1,5 @@
-"""FETCH and UID FETCH (RFC 9051 section 6.4.5), BINARY (RFC 3516) and
-CHANGEDSINCE (RFC 7162 section 3.1.4).
+"""FETCH and UID FETCH (RFC 9051 section 6.4.5), BINARY (RFC 3516),
+CHANGEDSINCE and MODSEQ (RFC 7162 section 3.1.4) and VANISHED (section 3.2.6).
 
 Everything is served from what was stored at delivery: ENVELOPE and BODYSTRUCTURE
 are stored wire bytes, sections are slices of the raw message at stored offsets.
@@ -14,6 +14,7 @@ from mailhaven.codec import commands as c
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import FetchAttribute, Section
 from mailhaven.codec.responses import Tagged
+from mailhaven.imap import condstore
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.imap.session import Session, bad, no
 from mailhaven.mime import MessageMetadata, UnknownCTE, binary_bytes, binary_size, section_bytes
@@ -52,6 +53,8 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     unsupported = [a.name for a in command.attributes if a.name not in _SUPPORTED]
     if unsupported:
         raise bad(f"Unsupported FETCH item {unsupported[0]}")
+    if command.vanished and "QRESYNC" not in session.enabled:
+        raise bad("The VANISHED modifier needs ENABLE QRESYNC first")  # RFC 7162 3.2.6
     attributes = list(command.attributes)
     uids = view.resolve(command.sequence, uid=command.uid, saved=session.saved_search or ())
     if command.changed_since is not None:
@@ -60,7 +63,11 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
         if not any(a.name == "MODSEQ" for a in attributes):
             attributes.append(FetchAttribute("MODSEQ"))
     if any(a.name == "MODSEQ" for a in attributes):
-        view.condstore = True
+        await condstore.enable_condstore(session)
+    if command.vanished:
+        assert command.changed_since is not None  # the parser insists on both
+        ranges = condstore.uid_ranges(command.sequence, view, session.saved_search or ())
+        await condstore.report_vanished_earlier(session, view, command.changed_since, ranges)
     await _mark_seen(session, view, uids, attributes)
     need_raw = any(a.name in _NEEDS_RAW for a in attributes)
     need_metadata = any(a.name in _NEEDS_METADATA for a in attributes)
@@ -100,8 +107,12 @@ async def _mark_seen(
         return
     result = await session.storage.store_flags(view.mailbox.id, unseen, "+", frozenset({"\\Seen"}))
     view.record_own_changes(result.changed)
-    if not any(a.name == "FLAGS" for a in attributes):
-        attributes.append(FetchAttribute("FLAGS"))
+    # RFC 7162 section 3.2.4: the changed flags come with UID and MODSEQ once
+    # CONDSTORE is on.
+    implied = ["FLAGS", "UID", "MODSEQ"] if view.condstore else ["FLAGS"]
+    for name in implied:
+        if not any(a.name == name for a in attributes):
+            attributes.append(FetchAttribute(name))
 
 
 def _items(

@@ -1,6 +1,11 @@
 """IDLE (RFC 2177, RFC 9051 section 6.3.13): report changes as they happen until
 the client sends DONE.  Changes arrive from the store's change hub, which is fed
-by every commit in this process (other sessions, APPEND, delivery)."""
+by every commit in this process (other sessions, APPEND, delivery).
+
+While nothing happens, an untagged OK goes out every ``idle_keepalive_seconds``
+(configuration ``[imap]``, default 120) so NATs and mobile networks do not drop
+the connection (RFC 2177 section 3 asks clients to re-issue IDLE at least every 29
+minutes; this keeps the path open in between)."""
 
 from __future__ import annotations
 
@@ -10,8 +15,6 @@ from mailhaven.codec import commands as c
 from mailhaven.codec import responses
 from mailhaven.codec.responses import Tagged
 from mailhaven.imap.session import Session, State, bad, untagged_ok
-
-KEEPALIVE_SECONDS = 120.0  # keeps NAT and mobile connections open
 
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
@@ -28,7 +31,7 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
             woken_task = asyncio.ensure_future(woken.wait())
             done, _ = await asyncio.wait(
                 {line_task, woken_task},
-                timeout=KEEPALIVE_SECONDS,
+                timeout=session.config.idle_keepalive_seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             woken_task.cancel()

@@ -7,10 +7,11 @@ from __future__ import annotations
 from mailhaven.codec import commands as c
 from mailhaven.codec import responses
 from mailhaven.codec.responses import Tagged
+from mailhaven.imap import condstore
 from mailhaven.imap.commands.listing import list_response_for
 from mailhaven.imap.mailbox_status import status_response
 from mailhaven.imap.selected import SelectedMailbox
-from mailhaven.imap.session import Session, no, untagged_ok
+from mailhaven.imap.session import Session, bad, no, untagged_ok
 from mailhaven.storage.interface import MailboxExists, MailboxHasChildren, MailboxNotFound
 
 SEPARATOR = "/"
@@ -22,11 +23,18 @@ SPECIAL_USES = frozenset(
 
 
 async def select(session: Session, command: c.Select) -> Tagged:
-    """SELECT and EXAMINE: deselect first, so a failed SELECT leaves none selected."""
+    """SELECT and EXAMINE: deselect first, so a failed SELECT leaves none selected.
+
+    RFC 7162: (CONDSTORE) enables CONDSTORE (section 3.1.8), (QRESYNC (...)) needs
+    ENABLE QRESYNC first (section 3.2.5); [CLOSED] marks where the old mailbox's
+    responses end (section 3.2.11)."""
+    if command.qresync is not None and "QRESYNC" not in session.enabled:
+        raise bad("The QRESYNC parameter needs ENABLE QRESYNC first")
     if session.selected is not None:
         session.leave_selected()
-        if session.rev2:
-            await session.send(untagged_ok("Previous mailbox is now closed", b"CLOSED"))
+        await session.send(untagged_ok("Previous mailbox is now closed", b"CLOSED"))
+    if command.condstore or command.qresync is not None:
+        await condstore.enable_condstore(session)
     name = session.decode_mailbox_name(command.mailbox)
     mailbox = await session.find_mailbox(name)
     view = await SelectedMailbox.open(session.storage, mailbox, readonly=command.readonly)
@@ -46,9 +54,13 @@ async def select(session: Session, command: c.Select) -> Tagged:
         out.append(untagged_ok("Flags permitted", view.permanent_flags_code()))
     out.append(untagged_ok("UIDs valid", b"UIDVALIDITY %d" % mailbox.uidvalidity))
     out.append(untagged_ok("Predicted next UID", b"UIDNEXT %d" % view.uidnext))
+    if view.condstore:
+        out.append(condstore.highest_modseq_response(view))
     if session.rev2:
         out.append(await list_response_for(session, mailbox))
     await session.send_all(out)
+    if command.qresync is not None:
+        await condstore.resynchronise(session, view, command.qresync)
     if command.readonly:
         return Tagged(command.tag, "OK", "EXAMINE completed", b"READ-ONLY")
     return Tagged(command.tag, "OK", "SELECT completed", b"READ-WRITE")
@@ -143,4 +155,6 @@ async def status(session: Session, command: c.Status) -> Tagged:
     name = session.decode_mailbox_name(command.mailbox)
     mailbox = await session.find_mailbox(name)
     await session.send(await status_response(session, mailbox.id, name, command.items))
+    if "HIGHESTMODSEQ" in command.items:
+        await condstore.enable_condstore(session)  # RFC 7162 section 3.1
     return Tagged(command.tag, "OK", "STATUS completed")

@@ -6,12 +6,15 @@ from __future__ import annotations
 from mailhaven.codec import commands as c
 from mailhaven.codec import responses, wire
 from mailhaven.codec.responses import Tagged
+from mailhaven.imap import condstore
 from mailhaven.imap.search import matching_uids
 from mailhaven.imap.session import Session
 
 
 async def search(session: Session, command: c.Search) -> Tagged:
     view = session.require_selected()
+    if _uses_modseq(command.key):
+        await condstore.enable_condstore(session)  # RFC 7162 section 3.1
     options = command.return_options
     if options is None and session.rev2:
         options = ("ALL",)  # RFC 9051 6.4.4: ESEARCH is the only result form in rev2

@@ -48,5 +48,6 @@ async def send_expunged(session: Session, uids: list[int]) -> None:
     if view.qresync:
         if uids:
             await session.send(responses.vanished(uids))
+            view.report_modseq_in_tagged = True
         return
     await session.send_all(responses.expunge(n) for n in numbers)
