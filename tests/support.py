@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import imaplib
 import socket
 import ssl
@@ -19,6 +20,13 @@ from mailhaven.server import Server
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
+
+
+@functools.cache
+def cached_hash(password: str) -> str:
+    """argon2id is slow by design; tests reuse one hash per password (its salt is
+    random, so this changes nothing about what the server verifies)."""
+    return hash_password(password)
 
 
 class ServerThread:
@@ -71,7 +79,7 @@ class ServerThread:
         return self.server.addresses["imaps"][1]
 
     def add_user(self, name: str, password: str = PASSWORD):  # noqa: ANN201
-        return self.call(self.storage.create_user(name, hash_password(password)))
+        return self.call(self.storage.create_user(name, cached_hash(password)))
 
     # ------------------------------------------------------------- clients
 
