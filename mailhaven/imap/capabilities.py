@@ -28,6 +28,16 @@ _AUTHENTICATED = (
     "MULTIAPPEND",  # commands/append.py (RFC 3502)
     "BINARY",  # commands/fetch.py (RFC 3516)
     "STATUS=SIZE",  # commands/mailboxes.py (RFC 8438)
+    "QUOTA",  # commands/quota.py (RFC 9208)
+    "QUOTA=RES-STORAGE",  # storage/sqlite_quota.py, STATUS DELETED-STORAGE
+    "QUOTA=RES-MESSAGE",  # storage/sqlite_quota.py, STATUS DELETED
+    "SORT",  # commands/sort_thread.py (RFC 5256)
+    "SORT=DISPLAY",  # commands/sort_thread.py (RFC 5957)
+    "THREAD=ORDEREDSUBJECT",  # imap/threading.py (RFC 5256)
+    "THREAD=REFERENCES",  # imap/threading.py (RFC 5256)
+    "OBJECTID",  # MAILBOXID, EMAILID, THREADID NIL (RFC 8474)
+    "SAVEDATE",  # commands/fetch.py, imap/search.py (RFC 8514)
+    "PREVIEW",  # mime/preview.py, commands/fetch.py (RFC 8970)
 )
 
 # Extensions that affect the wire syntax or are needed before login.
@@ -48,6 +58,8 @@ def capabilities(session: Session) -> list[str]:
     names.extend(_ALWAYS)
     names.extend(_AUTHENTICATED)
     names.append(f"APPENDLIMIT={session.config.limits.max_literal_size}")
+    if session.user is not None and session.user.name in session.config.quota.administrators:
+        names.append("QUOTASET")  # RFC 9208 section 4.1.3: only they may SETQUOTA
     return names
 
 
