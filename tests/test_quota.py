@@ -216,3 +216,37 @@ def test_concurrent_appends_race_for_the_last_slot(server, admin):
     assert sum(b"[OVERQUOTA]" in line for line in outcomes) == 10
     for client in clients:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('default_storage = "2X"', "quota.default_storage"),
+        ("default_storage = -1", "quota.default_storage"),
+        ("default_messages = -5", "quota.default_messages"),
+        ('administrators = "root"', "quota.administrators"),
+        ("admins = []", "quota.admins: unknown setting"),
+    ],
+)
+def test_invalid_quota_configuration_names_the_key(tmp_path, line, message):
+    from mailhaven.config import ConfigError, load_config
+
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[quota]\n{line}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, {})
+
+
+def test_quota_sizes_accept_binary_units(tmp_path):
+    from mailhaven.config import load_config, parse_size
+
+    assert [parse_size(t) for t in ("0", "512K", "2G", "2GiB", "3 MB")] == [
+        0,
+        512 * 1024,
+        2 * 1024**3,
+        2 * 1024**3,
+        3 * 1024**2,
+    ]
+    path = tmp_path / "quota.toml"
+    path.write_text('[quota]\ndefault_storage = 4096\nadministrators = ["root"]\n')
+    assert load_config(path, {}).quota == QuotaConfig(4096, None, ("root",))
