@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from mailhaven import __version__
+from mailhaven.cli_quota import add_quota_commands
 from mailhaven.config import LOG_LEVELS, Config, ConfigError, load_config
 from mailhaven.logs import setup_logging
 from mailhaven.passwords import hash_password
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = user_commands.add_parser("list", help="print account names, one per line")
     listing.set_defaults(handler=_user_list)
     _add_check_parser(commands)
+    add_quota_commands(commands)
     return parser
 
 

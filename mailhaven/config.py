@@ -61,6 +61,16 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """RFC 9208 limits for accounts without their own (None: unlimited) and the
+    users allowed to change limits with SETQUOTA."""
+
+    default_storage: int | None = None  # octets
+    default_messages: int | None = None
+    administrators: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     log_level: str = "info"
@@ -70,6 +80,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
 
     @property
     def tls_dir(self) -> Path:
@@ -152,6 +163,37 @@ def parse_host_port(key: str, text: str) -> tuple[str, int]:
     return host, port
 
 
+_SIZE = re.compile(r"([0-9]+)\s*([KMGT]?)I?B?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Octets from "123", "512K", "2G", "2GiB" (binary units); ValueError if invalid."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size such as 500M or 2G")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+
+
+def _size(key: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        try:
+            number = parse_size(_string(key, value))
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from None
+    if number < 0:
+        raise ConfigError(f"{key}: must not be negative")
+    return number
+
+
+def _user_names(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{key}: expected a list of user names")
+    return tuple(value)
+
+
 def _listen(key: str, value: object) -> tuple[str, int] | None:
     text = _string(key, value)
     return None if text == LISTENER_OFF else parse_host_port(key, text)
@@ -184,6 +226,9 @@ _SCHEMA: dict[str, Check] = {
     "limits.autologout_seconds": _integer_at_least(MIN_AUTOLOGOUT_SECONDS, "RFC 9051 section 5.4"),
     "limits.preauth_timeout_seconds": _integer_at_least(1),
     "limits.max_bad_commands": _integer_at_least(1),
+    "quota.default_storage": _size,
+    "quota.default_messages": _integer_at_least(0),
+    "quota.administrators": _user_names,
 }
 _TABLES = {key.split(".")[0] for key in _SCHEMA if "." in key}
 
@@ -259,4 +304,5 @@ def _build(checked: dict[str, Any]) -> Config:
         tls=tls,
         auth=AuthConfig(**section("auth")),
         limits=LimitsConfig(**section("limits")),
+        quota=QuotaConfig(**section("quota")),
     )

@@ -31,7 +31,7 @@ from mailhaven.imap.capabilities import capability_code
 from mailhaven.imap.dispatch import execute
 from mailhaven.imap.session import ServerContext, Session, State
 from mailhaven.logs import new_session_id, session_logger
-from mailhaven.storage import open_storage
+from mailhaven.storage import open_storage, quota_defaults
 from mailhaven.storage.interface import Storage
 from mailhaven.tls import context_for
 
@@ -266,6 +266,7 @@ class Server:
     async def start(self) -> None:
         if self.storage is None:
             self.storage = open_storage(self.config.data_dir)
+        self.storage.quota_defaults = quota_defaults(self.config)
         await self.storage.open()
         context = ServerContext(self.storage, self.config)
         tls_context = context_for(self.config)

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailhaven.config import AuthConfig, Config, LimitsConfig
+from mailhaven.config import AuthConfig, Config, LimitsConfig, QuotaConfig
 from mailhaven.passwords import hash_password
 from mailhaven.server import Server
 
@@ -38,6 +38,7 @@ class ServerThread:
         *,
         allow_plaintext: bool = True,
         limits: LimitsConfig | None = None,
+        quota: QuotaConfig | None = None,
     ) -> None:
         self.config = Config(
             data_dir=data_dir,
@@ -45,6 +46,7 @@ class ServerThread:
             imaps_listen=("127.0.0.1", 0),
             auth=AuthConfig(allow_plaintext_on_loopback=allow_plaintext),
             limits=limits or LimitsConfig(),
+            quota=quota or QuotaConfig(),
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -86,12 +86,14 @@ class FetchAttribute:
     The macros ALL, FAST and FULL are expanded by the parser.
     ``partial`` is ``(offset, count)`` for ``<offset.count>``.
     ``peek`` is True for BODY.PEEK[...] / BINARY.PEEK[...].
+    ``lazy`` is True for PREVIEW (LAZY) (RFC 8970 section 4.1).
     """
 
     name: str
     section: Section | None = None
     partial: tuple[int, int] | None = None
     peek: bool = False
+    lazy: bool = False
 
 
 # --------------------------------------------------------------------------- search
@@ -111,6 +113,9 @@ class SearchKey:
     - datetime.date: BEFORE, ON, SINCE, SENTBEFORE, SENTON, SENTSINCE
     - int: LARGER, SMALLER, OLDER, YOUNGER (seconds), MODSEQ (the mod-sequence;
       the optional entry name/type are dropped)
+    - no argument: SAVEDATESUPPORTED (RFC 8514)
+    - datetime.date: SAVEDBEFORE, SAVEDON, SAVEDSINCE (RFC 8514)
+    - str (the objectid): EMAILID, THREADID (RFC 8474)
     - SequenceSet: SEQSET (a bare sequence set), UID
     - SearchKey: NOT
     - (SearchKey, SearchKey): OR
@@ -391,6 +396,61 @@ class Compress:
     algorithm: str
 
 
+@dataclass(frozen=True, slots=True)
+class GetQuota:
+    """GETQUOTA (RFC 9208 section 4.1.1); ``root`` is the quota root name."""
+
+    tag: str
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot:
+    """GETQUOTAROOT (RFC 9208 section 4.1.2)."""
+
+    tag: str
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota:
+    """SETQUOTA (RFC 9208 section 4.1.3); resource names upper-cased."""
+
+    tag: str
+    root: bytes
+    limits: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SortCriterion:
+    """One sort-criterion of RFC 5256 (and DISPLAYFROM/DISPLAYTO of RFC 5957)."""
+
+    key: str
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """SORT / UID SORT (RFC 5256 section 3); ``key`` as in :class:`Search`."""
+
+    tag: str
+    criteria: tuple[SortCriterion, ...]
+    charset: str
+    key: SearchKey
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """THREAD / UID THREAD (RFC 5256 section 3); ``algorithm`` upper-cased."""
+
+    tag: str
+    algorithm: str
+    charset: str
+    key: SearchKey
+    uid: bool = False
+
+
 Command = (
     Capability
     | Noop
@@ -422,4 +482,9 @@ Command = (
     | Move
     | Id
     | Compress
+    | GetQuota
+    | GetQuotaRoot
+    | SetQuota
+    | Sort
+    | Thread
 )

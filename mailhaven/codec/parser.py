@@ -406,7 +406,7 @@ _SIMPLE_FETCH_ATTRIBUTES = frozenset(
         "SAVEDATE",  # RFC 8514
         "EMAILID",  # RFC 8474
         "THREADID",  # RFC 8474
-        "PREVIEW",  # RFC 8970 (without the LAZY modifier)
+        "PREVIEW",  # RFC 8970 (PREVIEW (LAZY) is parsed in parse_fetch_att)
     }
 )
 
@@ -476,9 +476,19 @@ def parse_partial(r: Reader) -> tuple[int, int] | None:
     return offset, count
 
 
+def _parse_preview_modifier(r: Reader) -> str:
+    return r.name(what="a PREVIEW modifier")
+
+
 def parse_fetch_att(r: Reader) -> c.FetchAttribute:
     """``fetch-att`` (RFC 9051 section 9, RFC 3501 RFC822.*, RFC 3516 BINARY)."""
     name = r.name(_FETCH_NAME, "a fetch attribute")
+    if name == "PREVIEW" and r.data[r.pos : r.pos + 6].upper() == b" (LAZY":
+        r.sp()
+        modifiers = _parenthesised(r, _parse_preview_modifier, empty_ok=False)
+        if set(modifiers) != {"LAZY"}:
+            raise r.error("Unknown PREVIEW modifier")  # RFC 8970 section 6: only LAZY
+        return c.FetchAttribute(name, lazy=True)
     if name == "BODY" and r.peek() == b"[":
         return c.FetchAttribute("BODY[]", parse_section(r), parse_partial(r))
     if name in _SIMPLE_FETCH_ATTRIBUTES or name == "BODY":
@@ -579,6 +589,17 @@ def _search_or(r: Reader) -> tuple[c.SearchKey, c.SearchKey]:
         return first, parse_search_key(r)
 
 
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
+
+
+def parse_objectid(r: Reader) -> str:
+    """``objectid = 1*255(ALPHA / DIGIT / "_" / "-")`` (RFC 8474 section 7)."""
+    objectid = r.take(_OBJECTID, "an object id").group()
+    if r.peek() not in (b"", b" ", b")"):
+        raise r.error("Invalid object id")
+    return objectid.decode("ascii")
+
+
 # Keys that take no argument map to None; the others to the parser of the argument
 # that follows SP (RFC 9051 / RFC 3501 section 6.4.4, RFC 7162, RFC 5032).
 _SEARCH_KEYS: dict[str, Callable[[Reader], object] | None] = {
@@ -607,6 +628,9 @@ _SEARCH_KEYS: dict[str, Callable[[Reader], object] | None] = {
     **dict.fromkeys(("OLDER", "YOUNGER"), parse_nz_number),
     "HEADER": _search_header,
     "MODSEQ": _search_modseq,
+    "SAVEDATESUPPORTED": None,  # RFC 8514 section 4.3
+    **dict.fromkeys(("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"), parse_date),
+    **dict.fromkeys(("EMAILID", "THREADID"), parse_objectid),  # RFC 8474 section 6
     "UID": parse_sequence_set,
     "NOT": _search_not,
     "OR": _search_or,
@@ -735,6 +759,86 @@ def parse_uid_expunge(r: Reader) -> c.Expunge:
     return c.Expunge(r.command_tag, parse_sequence_set(r))
 
 
+# --------------------------------------------------------------------------- sort / thread
+
+_SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+_THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
+
+
+def parse_sort_criterion(r: Reader) -> c.SortCriterion:
+    """``sort-criterion = ["REVERSE" SP] sort-key`` (RFC 5256 section 5, RFC 5957)."""
+    reverse = r.accept_keyword("REVERSE")
+    if reverse:
+        r.sp()
+    key = r.name(what="a sort key")
+    if key not in _SORT_KEYS:
+        raise r.error(f"Unknown sort key {key}")
+    return c.SortCriterion(key, reverse)
+
+
+def _parse_search_program(r: Reader) -> c.SearchKey:
+    keys = [_space_then(r, parse_search_key)]
+    while r.accept(b" "):
+        keys.append(parse_search_key(r))
+    return c.SearchKey("AND", tuple(keys))
+
+
+def parse_sort(r: Reader, *, uid: bool = False) -> c.Sort:
+    """``sort = ["UID" SP] "SORT" SP sort-criteria SP search-criteria`` where the
+    criteria start with the mandatory charset (RFC 5256 section 5)."""
+    r.sp()
+    criteria = tuple(_parenthesised(r, parse_sort_criterion, empty_ok=False))
+    r.sp()
+    charset = parse_charset(r)
+    return c.Sort(r.command_tag, criteria, charset, _parse_search_program(r), uid)
+
+
+def parse_thread(r: Reader, *, uid: bool = False) -> c.Thread:
+    """``thread = ["UID" SP] "THREAD" SP thread-alg SP search-criteria``."""
+    r.sp()
+    algorithm = parse_atom(r).decode("ascii").upper()
+    if algorithm not in _THREAD_ALGORITHMS:
+        raise r.error(f"Unknown threading algorithm {algorithm}")
+    r.sp()
+    charset = parse_charset(r)
+    return c.Thread(r.command_tag, algorithm, charset, _parse_search_program(r), uid)
+
+
+# --------------------------------------------------------------------------- quota
+
+
+def parse_getquota(r: Reader) -> c.GetQuota:
+    """``getquota = "GETQUOTA" SP quota-root-name`` (RFC 9208 section 7)."""
+    r.sp()
+    return c.GetQuota(r.command_tag, parse_astring(r))
+
+
+def parse_getquotaroot(r: Reader) -> c.GetQuotaRoot:
+    """``getquotaroot = "GETQUOTAROOT" SP mailbox``."""
+    r.sp()
+    return c.GetQuotaRoot(r.command_tag, parse_mailbox(r))
+
+
+def _parse_setquota_resource(r: Reader) -> tuple[str, int]:
+    """``setquota-resource = resource-name SP resource-limit``."""
+    name = parse_atom(r).decode("ascii").upper()
+    r.sp()
+    return name, parse_number64(r)
+
+
+def parse_setquota(r: Reader) -> c.SetQuota:
+    """``setquota = "SETQUOTA" SP quota-root-name SP setquota-list``."""
+    r.sp()
+    root = parse_astring(r)
+    r.sp()
+    limits = tuple(_parenthesised(r, _parse_setquota_resource, empty_ok=True))
+    if len({name for name, _ in limits}) != len(limits):
+        raise r.error("A resource is named twice")
+    return c.SetQuota(r.command_tag, root, limits)
+
+
 _UID_COMMAND_PARSERS: dict[str, Callable[[Reader], c.Command]] = {
     "FETCH": partial(parse_fetch, uid=True),
     "STORE": partial(parse_store, uid=True),
@@ -742,6 +846,8 @@ _UID_COMMAND_PARSERS: dict[str, Callable[[Reader], c.Command]] = {
     "MOVE": partial(parse_move, uid=True),
     "SEARCH": partial(parse_search, uid=True),
     "EXPUNGE": parse_uid_expunge,
+    "SORT": partial(parse_sort, uid=True),
+    "THREAD": partial(parse_thread, uid=True),
 }
 
 
@@ -1097,6 +1203,11 @@ COMMAND_PARSERS: dict[str, Callable[[Reader], c.Command]] = {
     "UID": parse_uid,
     "ID": parse_id,
     "COMPRESS": parse_compress,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
+    "SETQUOTA": parse_setquota,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
 }
 
 

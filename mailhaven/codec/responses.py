@@ -136,12 +136,19 @@ def list_item(
     )
 
 
-def status(encoded_name: bytes, items: Sequence[tuple[str, int]], *, utf8: bool = False) -> Data:
+def status(
+    encoded_name: bytes, items: Sequence[tuple[str, int | bytes]], *, utf8: bool = False
+) -> Data:
+    """``* STATUS name (MESSAGES 3 ...)``; a bytes value is sent as it is
+    (``MAILBOXID (F1)`` of RFC 8474 section 4.3)."""
     return Data(
         b"STATUS "
         + wire.astring(encoded_name, utf8=utf8)
         + b" "
-        + wire.paren(b"%s %d" % (name.encode("ascii"), value) for name, value in items)
+        + wire.paren(
+            b"%s %s" % (name.encode("ascii"), value if isinstance(value, bytes) else b"%d" % value)
+            for name, value in items
+        )
     )
 
 

@@ -31,6 +31,16 @@ _AUTHENTICATED = (
     "COMPRESS=DEFLATE",  # commands/compress.py, deflate.py (RFC 4978)
     "CONDSTORE",  # imap/condstore.py and the commands it names (RFC 7162 section 3.1)
     "QRESYNC",  # imap/condstore.py, imap/selected.py VANISHED (RFC 7162 section 3.2)
+    "QUOTA",  # commands/quota.py (RFC 9208)
+    "QUOTA=RES-STORAGE",  # storage/sqlite_quota.py, STATUS DELETED-STORAGE
+    "QUOTA=RES-MESSAGE",  # storage/sqlite_quota.py, STATUS DELETED
+    "SORT",  # commands/sort_thread.py (RFC 5256)
+    "SORT=DISPLAY",  # commands/sort_thread.py (RFC 5957)
+    "THREAD=ORDEREDSUBJECT",  # imap/threading.py (RFC 5256)
+    "THREAD=REFERENCES",  # imap/threading.py (RFC 5256)
+    "OBJECTID",  # MAILBOXID, EMAILID, THREADID NIL (RFC 8474)
+    "SAVEDATE",  # commands/fetch.py, imap/search.py (RFC 8514)
+    "PREVIEW",  # mime/preview.py, commands/fetch.py (RFC 8970)
 )
 
 # Extensions that affect the wire syntax or are needed before login.
@@ -51,6 +61,8 @@ def capabilities(session: Session) -> list[str]:
     names.extend(_ALWAYS)
     names.extend(_AUTHENTICATED)
     names.append(f"APPENDLIMIT={session.config.limits.max_literal_size}")
+    if session.user is not None and session.user.name in session.config.quota.administrators:
+        names.append("QUOTASET")  # RFC 9208 section 4.1.3: only they may SETQUOTA
     return names
 
 

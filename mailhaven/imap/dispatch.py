@@ -27,8 +27,10 @@ from mailhaven.imap.commands import (
     idle,
     listing,
     mailboxes,
+    quota,
     search,
     selected_state,
+    sort_thread,
     store,
 )
 from mailhaven.imap.session import CommandFailed, Session, State
@@ -80,6 +82,11 @@ COMMANDS: dict[type, CommandSpec] = {
     c.Copy: CommandSpec("COPY", copy_move.copy, SELECTED),
     c.Move: CommandSpec("MOVE", copy_move.move, SELECTED),
     c.Compress: CommandSpec("COMPRESS", compress.compress, AUTHENTICATED),
+    c.GetQuota: CommandSpec("GETQUOTA", quota.getquota, AUTHENTICATED),
+    c.GetQuotaRoot: CommandSpec("GETQUOTAROOT", quota.getquotaroot, AUTHENTICATED),
+    c.SetQuota: CommandSpec("SETQUOTA", quota.setquota, AUTHENTICATED),
+    c.Sort: CommandSpec("SORT", sort_thread.sort, SELECTED, uses_sequence_numbers=True),
+    c.Thread: CommandSpec("THREAD", sort_thread.thread, SELECTED, uses_sequence_numbers=True),
 }
 
 

@@ -1,5 +1,6 @@
 """Evaluation of SEARCH keys against a selected mailbox (RFC 9051 section 6.4.4,
-RFC 3501 section 6.4.4, RFC 5032 WITHIN, RFC 7162 MODSEQ).
+RFC 3501 section 6.4.4, RFC 5032 WITHIN, RFC 7162 MODSEQ, RFC 8514 SAVEDATE,
+RFC 8474 EMAILID/THREADID).
 
 Keys about flags, numbers, sizes and dates are answered from the selected view in
 memory.  BODY and TEXT go to the store's text index (one query per distinct needle,
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from mailhaven.codec.commands import SearchKey, SequenceSet
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.mime import MessageMetadata, header_value
-from mailhaven.storage.interface import MessageSummary, Storage
+from mailhaven.storage.interface import MessageObjectData, MessageSummary, Storage
 
 BATCH = 512
 
@@ -35,6 +36,7 @@ _FLAG_KEYS = {
 _ADDRESS_KEYS = {"FROM": "From", "TO": "To", "CC": "Cc", "BCC": "Bcc", "SUBJECT": "Subject"}
 _TEXT_KEYS = {"BODY": False, "TEXT": True}
 _HEADER_KEYS = frozenset({*_ADDRESS_KEYS, "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE"})
+_OBJECT_KEYS = frozenset({"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "EMAILID"})
 
 
 @dataclass
@@ -43,6 +45,7 @@ class _Message:
     summary: MessageSummary
     raw: bytes | None = None
     metadata: MessageMetadata | None = None
+    objects: MessageObjectData | None = None
 
 
 @dataclass
@@ -70,6 +73,7 @@ async def matching_uids(
             )
     predicate = _compile(key, context)
     needs_headers = _uses(key, _HEADER_KEYS)
+    needs_objects = _uses(key, _OBJECT_KEYS)
     matches: list[int] = []
     for start in range(0, len(view.uids), BATCH):
         batch = view.uids[start : start + BATCH]
@@ -82,6 +86,11 @@ async def matching_uids(
                 if content is not None and content.metadata is not None:
                     message.raw = content.raw
                     message.metadata = MessageMetadata.from_bytes(content.metadata)
+        if needs_objects:
+            found = await storage.object_data(view.mailbox.id, batch)
+            by_uid_objects = {item.uid: item for item in found}
+            for message in messages:
+                message.objects = by_uid_objects.get(message.summary.uid)
         matches.extend(m.summary.uid for m in messages if predicate(m))
     return matches
 
@@ -161,6 +170,15 @@ def _simple(op: str, args: object, context: _Context) -> Predicate:
                 m.metadata.sent_date.date()  # type: ignore[union-attr]
             )
         )
+    if op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+        compare = _date_comparison(op[5:], args)  # type: ignore[arg-type]
+        return lambda m: m.objects is not None and compare(m.objects.save_date.date())
+    if op == "SAVEDATESUPPORTED":
+        return lambda m: True  # RFC 8514 section 4.3: every mailbox here has save dates
+    if op == "EMAILID":
+        return lambda m: m.objects is not None and f"M{m.objects.email_id}" == args
+    if op == "THREADID":
+        return lambda m: False  # RFC 8474 section 5.2: no THREADIDs, so nothing matches
     if op == "LARGER":
         return lambda m: m.summary.size > args  # type: ignore[operator]
     if op == "SMALLER":

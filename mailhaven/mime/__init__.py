@@ -7,9 +7,12 @@ from mailhaven.mime.metadata import (
     binary_bytes,
     binary_size,
     header_value,
+    preview,
     section_bytes,
+    sort_values,
 )
 from mailhaven.mime.sections import UnknownCTE
+from mailhaven.mime.sortkeys import SortData
 
 __all__ = [
     "AnalyzedMessage",
@@ -19,5 +22,8 @@ __all__ = [
     "binary_bytes",
     "binary_size",
     "header_value",
+    "preview",
     "section_bytes",
+    "sort_values",
+    "SortData",
 ]

@@ -20,10 +20,14 @@ from mailhaven.mime import sections
 from mailhaven.mime.bodystructure import body, bodystructure
 from mailhaven.mime.envelope import envelope
 from mailhaven.mime.headers import decode_text, find_value, parse_fields, unfold
+from mailhaven.mime.preview import preview_text
 from mailhaven.mime.rfc822 import parse_content_type
+from mailhaven.mime.sortkeys import SortData, sort_data
 from mailhaven.mime.structure import LEAF, Part, parse_structure
 
-_FORMAT_VERSION = 1
+# Version 2 added ``sort`` and ``preview``; version 1 records still load, with both
+# None, and users of those fields compute them from the raw message instead.
+_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,16 @@ class MessageMetadata:
     ``bodystructure`` are the values exactly as sent on the wire (RFC 9051
     section 7.5.2); ``sent_date`` is the Date: header (RFC 9051 section 6.4.4
     SENTBEFORE/SENTON/SENTSINCE), None when absent or unparseable; ``root`` is
-    the part tree with byte offsets."""
+    the part tree with byte offsets; ``sort`` the SORT/THREAD values (RFC 5256)
+    and ``preview`` the PREVIEW text (RFC 8970)."""
 
     envelope: bytes
     body: bytes
     bodystructure: bytes
     sent_date: datetime.datetime | None
     root: Part
+    sort: SortData | None = None
+    preview: str | None = None
 
     def to_bytes(self) -> bytes:
         """Compact JSON (no code execution on load, unlike pickle).  Wire bytes are
@@ -51,20 +58,25 @@ class MessageMetadata:
             self.bodystructure.decode("latin-1"),
             sent,
             self.root.to_tuple(),
+            None if self.sort is None else self.sort.to_list(),
+            self.preview,
         ]
         return json.dumps(record, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MessageMetadata:
-        version, envelope_text, body_text, structure_text, sent, root = json.loads(data)
-        if version != _FORMAT_VERSION:
+        version, envelope_text, body_text, structure_text, sent, root, *added = json.loads(data)
+        if version not in (1, _FORMAT_VERSION):
             raise ValueError(f"unsupported metadata format {version}")
+        sort, preview = added if version == _FORMAT_VERSION else (None, None)
         return cls(
             envelope=envelope_text.encode("latin-1"),
             body=body_text.encode("latin-1"),
             bodystructure=structure_text.encode("latin-1"),
             sent_date=None if sent is None else datetime.datetime.fromisoformat(sent),
             root=Part.from_tuple(root),
+            sort=None if sort is None else SortData.from_list(sort),
+            preview=preview,
         )
 
 
@@ -89,6 +101,8 @@ def analyze(raw: bytes) -> AnalyzedMessage:
         bodystructure=bodystructure(raw, root),
         sent_date=_sent_date(find_value(top_fields, b"date")),
         root=root,
+        sort=sort_data(top_fields),
+        preview=preview_text(raw, root, _decode_charset),
     )
     header_text = "\n".join(
         f"{decode_text(field.name)}: {decode_text(field.value)}" for field in top_fields
@@ -136,6 +150,21 @@ def _decode_charset(content: bytes, charset: str) -> str:
         return content.decode("utf-8")
     except UnicodeDecodeError:
         return content.decode("latin-1")
+
+
+def sort_values(raw: bytes, metadata: MessageMetadata) -> SortData:
+    """The stored sort values, computed from *raw* for messages stored before they
+    were part of the metadata."""
+    if metadata.sort is not None:
+        return metadata.sort
+    return sort_data(parse_fields(raw, metadata.root.header_start, metadata.root.body_start))
+
+
+def preview(raw: bytes, metadata: MessageMetadata) -> str:
+    """The stored PREVIEW text, computed from *raw* for older messages."""
+    if metadata.preview is not None:
+        return metadata.preview
+    return preview_text(raw, metadata.root, _decode_charset)
 
 
 def section_bytes(raw: bytes, metadata: MessageMetadata, section: Section) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailhaven.config import Config
 from mailhaven.storage.interface import (
     ChangeHub,
     Changes,
@@ -15,8 +16,12 @@ from mailhaven.storage.interface import (
     MailboxHasChildren,
     MailboxNotFound,
     MessageContent,
+    MessageObjectData,
     MessageSummary,
     NewMessage,
+    OverQuota,
+    QuotaLimits,
+    QuotaUsage,
     Storage,
     StorageError,
     StoreResult,
@@ -34,6 +39,11 @@ def open_storage(data_dir: Path) -> Storage:
     return SqliteStorage(data_dir / DATABASE_FILE)
 
 
+def quota_defaults(config: Config) -> QuotaLimits:
+    """The limits of accounts without their own, from ``[quota]`` (RFC 9208)."""
+    return QuotaLimits(storage=config.quota.default_storage, messages=config.quota.default_messages)
+
+
 __all__ = [
     "DATABASE_FILE",
     "ChangeHub",
@@ -46,8 +56,12 @@ __all__ = [
     "MailboxHasChildren",
     "MailboxNotFound",
     "MessageContent",
+    "MessageObjectData",
     "MessageSummary",
     "NewMessage",
+    "OverQuota",
+    "QuotaLimits",
+    "QuotaUsage",
     "SqliteStorage",
     "Storage",
     "StorageError",
@@ -56,4 +70,5 @@ __all__ = [
     "UserExists",
     "UserNotFound",
     "open_storage",
+    "quota_defaults",
 ]

@@ -41,6 +41,11 @@ class MailboxHasChildren(StorageError):
     """DELETE of a mailbox with inferiors that is already \\Noselect (RFC 9051 6.3.5)."""
 
 
+class OverQuota(StorageError):
+    """APPEND, COPY or MOVE would take the account over a quota limit; nothing was
+    changed (RFC 9208 section 4.3.1, NO [OVERQUOTA])."""
+
+
 class UserExists(StorageError):
     pass
 
@@ -68,6 +73,7 @@ class Mailbox:
     highest_modseq: int
     special_use: tuple[str, ...] = ()  # e.g. ("\\Sent",) (RFC 6154)
     selectable: bool = True  # False for a \Noselect placeholder left by DELETE
+    object_id: int = 0  # never reused, kept by RENAME: the MAILBOXID (RFC 8474 section 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,8 @@ class MailboxCounts:
     uidnext: int
     uidvalidity: int
     highest_modseq: int
+    deleted_size: int = 0  # octets of the \Deleted messages (RFC 9208 DELETED-STORAGE)
+    object_id: int = 0  # the mailbox's MAILBOXID (RFC 8474 section 4.3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,34 @@ class MessageContent:
     uid: int
     raw: bytes | None = None
     metadata: bytes | None = None  # MessageMetadata.to_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageObjectData:
+    """Per-message facts of RFC 8474 and RFC 8514 that FETCH and SEARCH rarely need:
+    ``email_id`` is the id of the stored content, shared by all copies (EMAILID);
+    ``save_date`` is when the message was saved into its mailbox (SAVEDATE)."""
+
+    uid: int
+    email_id: int
+    save_date: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """An account's limits (RFC 9208 sections 5.1, 5.2); None is unlimited."""
+
+    storage: int | None = None  # octets
+    messages: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """An account's usage and the limits in force (its own, or the defaults)."""
+
+    storage: int  # octets: the sum of RFC822.SIZE of all its messages
+    messages: int
+    limits: QuotaLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +206,8 @@ class Storage(ABC):
     """A mail store.  Methods are coroutines and safe to call concurrently."""
 
     changes: ChangeHub
+    # Limits of accounts without limits of their own; set from the configuration.
+    quota_defaults: QuotaLimits = QuotaLimits()
 
     # ----------------------------------------------------------------- lifecycle
     @abstractmethod
@@ -301,6 +339,22 @@ class Storage(ABC):
     ) -> list[MessageContent]:
         """Stored bytes and/or metadata of existing messages, in the order of
         *uids* (UIDs that no longer exist are left out)."""
+
+    @abstractmethod
+    async def object_data(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageObjectData]:
+        """EMAILID and SAVEDATE of existing messages, in the order of *uids*."""
+
+    # ----------------------------------------------------------------- quota
+
+    @abstractmethod
+    async def quota(self, user_id: int) -> QuotaUsage:
+        """Exact usage of the account and the limits that apply to it."""
+
+    @abstractmethod
+    async def set_quota(self, user_id: int, limits: QuotaLimits | None) -> QuotaUsage:
+        """Give the account its own limits (None: back to the defaults).  append,
+        copy and move raise OverQuota, inside their transaction, when they would
+        exceed the limits in force (RFC 9208 section 4.3.1)."""
 
     @abstractmethod
     async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from mailhaven.storage import sqlite_quota
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
 from mailhaven.storage.interface import (
     ChangeHub,
@@ -54,8 +55,11 @@ from mailhaven.storage.interface import (
     MailboxHasChildren,
     MailboxNotFound,
     MessageContent,
+    MessageObjectData,
     MessageSummary,
     NewMessage,
+    QuotaLimits,
+    QuotaUsage,
     Storage,
     StorageError,
     StoreResult,
@@ -147,8 +151,24 @@ CREATE TABLE expunged (
 CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
 """
 
+# OBJECTID (RFC 8474) and SAVEDATE (RFC 8514).  Ids handed out are remembered in
+# meta so that they are never reused, even after the row with the largest id is
+# deleted (INTEGER PRIMARY KEY alone would reuse it).  Messages stored before
+# SAVEDATE existed take their internal date as save date, the best estimate left.
+_SCHEMA_V2_OBJECTS = """
+ALTER TABLE mailboxes ADD COLUMN object_id INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET object_id = id;
+ALTER TABLE messages ADD COLUMN save_date INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET save_date = internal_date;
+INSERT INTO meta (key, value) SELECT 'last_mailbox_object_id', coalesce(max(id), 0) FROM mailboxes;
+INSERT INTO meta (key, value) SELECT 'last_content_id', coalesce(max(id), 0) FROM contents;
+"""
+
 # Index i upgrades a database from user_version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+_MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_V1,
+    _SCHEMA_V2_OBJECTS + sqlite_quota.MIGRATION,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 # External-content FTS table: the text is stored once, in contents.  The text is
@@ -171,7 +191,7 @@ INSERT INTO contents_fts (contents_fts) VALUES ('rebuild');
 """
 
 _MAILBOX_COLUMNS = (
-    "id, user_id, name, uidvalidity, uidnext, highest_modseq, special_use, selectable"
+    "id, user_id, name, uidvalidity, uidnext, highest_modseq, special_use, selectable, object_id"
 )
 _SUMMARY_COLUMNS = "uid, flags, modseq, internal_date, tz_offset, size"
 _USER_COLUMNS = "id, name, password_hash, imap_enabled, disabled"
@@ -232,7 +252,7 @@ def _summary(row: Sequence[Any]) -> MessageSummary:
 
 
 def _mailbox(row: Sequence[Any]) -> Mailbox:
-    mailbox_id, user_id, name, uidvalidity, uidnext, modseq, special_use, selectable = row
+    mailbox_id, user_id, name, uidvalidity, uidnext, modseq, special_use, selectable, oid = row
     return Mailbox(
         id=mailbox_id,
         user_id=user_id,
@@ -242,6 +262,7 @@ def _mailbox(row: Sequence[Any]) -> Mailbox:
         highest_modseq=modseq,
         special_use=tuple(special_use.split()),
         selectable=bool(selectable),
+        object_id=oid,
     )
 
 
@@ -524,7 +545,7 @@ class SqliteStorage(Storage):
     # ----------------------------------------------------------------- messages
 
     async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
-        return await self._write(_append, mailbox_id, list(messages))
+        return await self._write(_append, mailbox_id, list(messages), self.quota_defaults)
 
     async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
         return await self._read(_message_summaries, mailbox_id)
@@ -558,14 +579,24 @@ class SqliteStorage(Storage):
         self, source_mailbox_id: int, uids: Iterable[int], destination_mailbox_id: int
     ) -> CopyResult:
         return await self._write(
-            _copy, source_mailbox_id, sorted(set(uids)), destination_mailbox_id, False
+            _copy,
+            source_mailbox_id,
+            sorted(set(uids)),
+            destination_mailbox_id,
+            False,
+            self.quota_defaults,
         )
 
     async def move(
         self, source_mailbox_id: int, uids: Iterable[int], destination_mailbox_id: int
     ) -> CopyResult:
         return await self._write(
-            _copy, source_mailbox_id, sorted(set(uids)), destination_mailbox_id, True
+            _copy,
+            source_mailbox_id,
+            sorted(set(uids)),
+            destination_mailbox_id,
+            True,
+            self.quota_defaults,
         )
 
     async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
@@ -576,6 +607,17 @@ class SqliteStorage(Storage):
         self, mailbox_id: int, uids: Sequence[int], *, raw: bool, metadata: bool
     ) -> list[MessageContent]:
         return await self._read(_fetch_content, mailbox_id, list(uids), raw, metadata)
+
+    async def object_data(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageObjectData]:
+        return await self._read(_object_data, mailbox_id, list(uids))
+
+    # ----------------------------------------------------------------- quota
+
+    async def quota(self, user_id: int) -> QuotaUsage:
+        return await self._read(sqlite_quota.usage, user_id, self.quota_defaults)
+
+    async def set_quota(self, user_id: int, limits: QuotaLimits | None) -> QuotaUsage:
+        return await self._write(_set_quota, user_id, limits, self.quota_defaults)
 
     async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
         return await self._read(_search_text, mailbox_id, needle.casefold(), headers, self._fts)
@@ -647,11 +689,25 @@ def _insert_mailbox(
     conn: sqlite3.Connection, user_id: int, name: str, special_use: tuple[str, ...] = ()
 ) -> int:
     cursor = conn.execute(
-        "INSERT INTO mailboxes (user_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
-        (user_id, name, _next_uidvalidity(conn), " ".join(special_use)),
+        "INSERT INTO mailboxes (user_id, name, uidvalidity, special_use, object_id)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (
+            user_id,
+            name,
+            _next_uidvalidity(conn),
+            " ".join(special_use),
+            _next_id(conn, "last_mailbox_object_id", 1),
+        ),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+def _next_id(conn: sqlite3.Connection, key: str, count: int) -> int:
+    """The first of *count* new ids from the never-decreasing counter *key* in meta."""
+    (last,) = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    conn.execute("UPDATE meta SET value = ? WHERE key = ?", (last + count, key))
+    return last + 1
 
 
 def _create_missing_superiors(conn: sqlite3.Connection, user_id: int, name: str) -> None:
@@ -766,8 +822,14 @@ def _create_mailbox(
         # UIDVALIDITY, so expunge records of the old one mean nothing any more.
         mailbox_id = existing.id
         conn.execute(
-            "UPDATE mailboxes SET selectable = 1, uidvalidity = ?, special_use = ? WHERE id = ?",
-            (_next_uidvalidity(conn), " ".join(special_use), mailbox_id),
+            "UPDATE mailboxes SET selectable = 1, uidvalidity = ?, special_use = ?,"
+            " object_id = ? WHERE id = ?",
+            (
+                _next_uidvalidity(conn),
+                " ".join(special_use),
+                _next_id(conn, "last_mailbox_object_id", 1),
+                mailbox_id,
+            ),
         )
         conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
         tx.changed_mailboxes.add(mailbox_id)
@@ -873,11 +935,12 @@ def _unsubscribe(tx: _Transaction, user_id: int, name: str) -> None:
 
 def _mailbox_counts(conn: sqlite3.Connection, mailbox_id: int) -> MailboxCounts:
     mailbox = _mailbox_by_id(conn, mailbox_id)
-    messages, recent, unseen, deleted, size = conn.execute(
+    messages, recent, unseen, deleted, size, deleted_size = conn.execute(
         "SELECT count(*), coalesce(sum(recent), 0),"
         " coalesce(sum(instr(' ' || flags || ' ', ' \\Seen ') = 0), 0),"
         " coalesce(sum(instr(' ' || flags || ' ', ' \\Deleted ') > 0), 0),"
-        " coalesce(sum(size), 0)"
+        " coalesce(sum(size), 0),"
+        " coalesce(sum(iif(instr(' ' || flags || ' ', ' \\Deleted ') > 0, size, 0)), 0)"
         " FROM messages WHERE mailbox_id = ?",
         (mailbox_id,),
     ).fetchone()
@@ -890,21 +953,34 @@ def _mailbox_counts(conn: sqlite3.Connection, mailbox_id: int) -> MailboxCounts:
         uidnext=mailbox.uidnext,
         uidvalidity=mailbox.uidvalidity,
         highest_modseq=mailbox.highest_modseq,
+        deleted_size=deleted_size,
+        object_id=mailbox.object_id,
     )
 
 
 # --------------------------------------------------------------------------- messages
 
 
-def _append(tx: _Transaction, mailbox_id: int, messages: list[NewMessage]) -> CopyResult:
+def _append(
+    tx: _Transaction, mailbox_id: int, messages: list[NewMessage], quota_defaults: QuotaLimits
+) -> CopyResult:
     conn = tx.conn
     mailbox = _selectable_mailbox(conn, mailbox_id)
     if not messages:
         return CopyResult(mailbox.uidvalidity, (), ())
+    sqlite_quota.check(
+        conn,
+        mailbox.user_id,
+        quota_defaults,
+        added_octets=sum(len(message.raw) for message in messages),
+        added_messages=len(messages),
+    )
     stamps = [_epoch_and_offset(message.internal_date) for message in messages]
-    (last_content_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM contents").fetchone()
-    # The writer holds the write lock, so ids past the current maximum are free.
-    content_ids = range(last_content_id + 1, last_content_id + 1 + len(messages))
+    # Content ids are EMAILIDs (RFC 8474 section 5.1), so they come from a counter
+    # that never hands out an id twice.
+    first_content_id = _next_id(conn, "last_content_id", len(messages))
+    content_ids = range(first_content_id, first_content_id + len(messages))
+    saved = int(time.time())
     uids = range(mailbox.uidnext, mailbox.uidnext + len(messages))
     conn.executemany(
         "INSERT INTO contents (id, body_text, header_text, metadata, raw) VALUES (?, ?, ?, ?, ?)",
@@ -916,7 +992,7 @@ def _append(tx: _Transaction, mailbox_id: int, messages: list[NewMessage]) -> Co
     modseq = tx.new_modseq(mailbox_id)
     conn.executemany(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
-        " size, recent, content_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        " size, recent, content_id, save_date) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
         [
             (
                 mailbox_id,
@@ -927,6 +1003,7 @@ def _append(tx: _Transaction, mailbox_id: int, messages: list[NewMessage]) -> Co
                 tz_offset,
                 len(message.raw),
                 content_id,
+                saved,
             )
             for uid, message, (epoch, tz_offset), content_id in zip(
                 uids, messages, stamps, content_ids, strict=True
@@ -1039,12 +1116,19 @@ def _store_flags(
 
 
 def _copy(
-    tx: _Transaction, source_id: int, uids: list[int], destination_id: int, remove_source: bool
+    tx: _Transaction,
+    source_id: int,
+    uids: list[int],
+    destination_id: int,
+    remove_source: bool,
+    quota_defaults: QuotaLimits,
 ) -> CopyResult:
     """COPY (RFC 9051 section 6.4.7) or, with *remove_source*, MOVE (RFC 6851):
-    copies keep flags and internal date, share the stored bytes and are \\Recent."""
+    copies keep flags and internal date, share the stored bytes and are \\Recent.
+    Copies count against the quota like new messages (RFC 9208 section 4.3.1); a
+    MOVE within one account does not change its usage, so it is never refused."""
     conn = tx.conn
-    _selectable_mailbox(conn, source_id)
+    source = _selectable_mailbox(conn, source_id)
     destination = _selectable_mailbox(conn, destination_id)
     sources = conn.execute(
         "SELECT uid, flags, internal_date, tz_offset, size, content_id FROM messages"
@@ -1053,14 +1137,23 @@ def _copy(
     ).fetchall()
     if not sources:
         return CopyResult(destination.uidvalidity, (), ())
+    if not (remove_source and source.user_id == destination.user_id):
+        sqlite_quota.check(
+            conn,
+            destination.user_id,
+            quota_defaults,
+            added_octets=sum(row[4] for row in sources),
+            added_messages=len(sources),
+        )
     source_uids = tuple(row[0] for row in sources)
     new_uids = range(destination.uidnext, destination.uidnext + len(sources))
     modseq = tx.new_modseq(destination_id)
+    saved = int(time.time())  # RFC 8514 section 3: copies get a new save date
     conn.executemany(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
-        " size, recent, content_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        " size, recent, content_id, save_date) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
         [
-            (destination_id, new_uid, modseq, *row[1:])
+            (destination_id, new_uid, modseq, *row[1:], saved)
             for new_uid, row in zip(new_uids, sources, strict=True)
         ],
     )
@@ -1113,6 +1206,31 @@ def _fetch_content(
     )
     found = {uid: MessageContent(uid, raw_bytes, meta) for uid, raw_bytes, meta in rows}
     return [found[uid] for uid in uids if uid in found]
+
+
+def _object_data(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int]
+) -> list[MessageObjectData]:
+    _mailbox_by_id(conn, mailbox_id)
+    rows = conn.execute(
+        "SELECT uid, content_id, save_date FROM messages"
+        " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+        (mailbox_id, _json_ids(uids)),
+    )
+    found = {
+        uid: MessageObjectData(uid, content_id, _datetime(saved, 0))
+        for uid, content_id, saved in rows
+    }
+    return [found[uid] for uid in uids if uid in found]
+
+
+def _set_quota(
+    tx: _Transaction, user_id: int, limits: QuotaLimits | None, defaults: QuotaLimits
+) -> QuotaUsage:
+    if tx.conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+        raise UserNotFound(f"no user with id {user_id}")
+    sqlite_quota.set_limits(tx.conn, user_id, limits)
+    return sqlite_quota.usage(tx.conn, user_id, defaults)
 
 
 def _search_text(

@@ -13,7 +13,7 @@ from mailhaven.codec.responses import Tagged
 from mailhaven.imap.flags import normalize_flags
 from mailhaven.imap.session import Session, no
 from mailhaven.mime import analyze
-from mailhaven.storage.interface import NewMessage
+from mailhaven.storage.interface import NewMessage, OverQuota
 
 
 async def append(session: Session, command: c.Append) -> Tagged:
@@ -40,6 +40,9 @@ async def append(session: Session, command: c.Append) -> Tagged:
                 header_text=analyzed.header_text,
             )
         )
-    result = await session.storage.append(mailbox.id, prepared)
+    try:
+        result = await session.storage.append(mailbox.id, prepared)
+    except OverQuota as error:
+        raise no(f"APPEND failed: {error}", b"OVERQUOTA") from None  # RFC 9208 section 4.3.1
     code = b"APPENDUID %d %s" % (result.uidvalidity, wire.sequence_set(result.destination_uids))
     return Tagged(command.tag, "OK", "APPEND completed", code)

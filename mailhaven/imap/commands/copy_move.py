@@ -8,7 +8,7 @@ from mailhaven.codec import wire
 from mailhaven.codec.responses import Tagged
 from mailhaven.imap.commands.selected_state import send_expunged
 from mailhaven.imap.session import Session, bad, no, untagged_ok
-from mailhaven.storage.interface import CopyResult
+from mailhaven.storage.interface import CopyResult, OverQuota
 
 
 def _copyuid(result: CopyResult) -> bytes:
@@ -34,7 +34,10 @@ async def copy(session: Session, command: c.Copy) -> Tagged:
     view, uids, destination = await _source_and_destination(session, command)
     if not uids:
         return Tagged(command.tag, "OK", "No messages copied")
-    result = await session.storage.copy(view.mailbox.id, uids, destination.id)
+    try:
+        result = await session.storage.copy(view.mailbox.id, uids, destination.id)
+    except OverQuota as error:
+        raise no(f"COPY failed: {error}", b"OVERQUOTA") from None  # RFC 9208 section 4.3.1
     return Tagged(command.tag, "OK", "COPY completed", _copyuid(result))
 
 
@@ -45,7 +48,10 @@ async def move(session: Session, command: c.Move) -> Tagged:
         raise no("Mailbox is read-only", b"READ-ONLY")
     if not uids:
         return Tagged(command.tag, "OK", "No messages moved")
-    result = await session.storage.move(view.mailbox.id, uids, destination.id)
+    try:
+        result = await session.storage.move(view.mailbox.id, uids, destination.id)
+    except OverQuota as error:
+        raise no(f"MOVE failed: {error}", b"OVERQUOTA") from None  # RFC 9208 section 4.3.1
     await session.send(untagged_ok("Moved", _copyuid(result)))
     await send_expunged(session, list(result.source_uids))
     return Tagged(command.tag, "OK", "MOVE completed")

@@ -1,5 +1,6 @@
 """FETCH and UID FETCH (RFC 9051 section 6.4.5), BINARY (RFC 3516),
-CHANGEDSINCE and MODSEQ (RFC 7162 section 3.1.4) and VANISHED (section 3.2.6).
+CHANGEDSINCE and MODSEQ (RFC 7162 section 3.1.4), VANISHED (section 3.2.6), EMAILID and
+THREADID (RFC 8474 section 5), SAVEDATE (RFC 8514 section 4.2) and PREVIEW (RFC 8970 section 3).
 
 Everything is served from what was stored at delivery: ENVELOPE and BODYSTRUCTURE
 are stored wire bytes, sections are slices of the raw message at stored offsets.
@@ -17,17 +18,29 @@ from mailhaven.codec.responses import Tagged
 from mailhaven.imap import condstore
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.imap.session import Session, bad, no
-from mailhaven.mime import MessageMetadata, UnknownCTE, binary_bytes, binary_size, section_bytes
-from mailhaven.storage.interface import MessageContent
+from mailhaven.mime import (
+    MessageMetadata,
+    UnknownCTE,
+    binary_bytes,
+    binary_size,
+    preview,
+    section_bytes,
+)
+from mailhaven.storage.interface import MessageContent, MessageObjectData
 
 BATCH = 256  # messages whose content is loaded at once
 
 _NEEDS_RAW = frozenset(
     {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]", "BINARY", "BINARY.SIZE"}
 )
-_NEEDS_METADATA = _NEEDS_RAW | {"ENVELOPE", "BODY", "BODYSTRUCTURE"}
+_NEEDS_METADATA = _NEEDS_RAW | {"ENVELOPE", "BODY", "BODYSTRUCTURE", "PREVIEW"}
+_NEEDS_OBJECT_DATA = frozenset({"EMAILID", "SAVEDATE"})
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT", "BODY[]", "BINARY"})
-_SUPPORTED = _NEEDS_METADATA | {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ"}
+_SUPPORTED = (
+    _NEEDS_METADATA
+    | _NEEDS_OBJECT_DATA
+    | {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ", "THREADID"}
+)
 
 _HEADER = Section(text="HEADER")
 _TEXT = Section(text="TEXT")
@@ -36,14 +49,21 @@ _TEXT = Section(text="TEXT")
 class _Message:
     """What one FETCH response is built from."""
 
-    __slots__ = ("uid", "number", "raw", "metadata")
+    __slots__ = ("uid", "number", "raw", "metadata", "objects")
 
-    def __init__(self, uid: int, number: int, content: MessageContent | None) -> None:
+    def __init__(
+        self,
+        uid: int,
+        number: int,
+        content: MessageContent | None,
+        objects: MessageObjectData | None,
+    ) -> None:
         self.uid = uid
         self.number = number
         self.raw = content.raw if content else None
         meta = content.metadata if content else None
         self.metadata = MessageMetadata.from_bytes(meta) if meta is not None else None
+        self.objects = objects
 
 
 async def fetch(session: Session, command: c.Fetch) -> Tagged:
@@ -71,6 +91,7 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     await _mark_seen(session, view, uids, attributes)
     need_raw = any(a.name in _NEEDS_RAW for a in attributes)
     need_metadata = any(a.name in _NEEDS_METADATA for a in attributes)
+    need_objects = any(a.name in _NEEDS_OBJECT_DATA for a in attributes)
     missing = 0
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
@@ -80,19 +101,60 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
                 view.mailbox.id, batch, raw=need_raw, metadata=need_metadata
             )
             contents = {content.uid: content for content in loaded}
-        out = []
+        objects: dict[int, MessageObjectData] = {}
+        if need_objects:
+            found = await session.storage.object_data(view.mailbox.id, batch)
+            objects = {item.uid: item for item in found}
+        messages = []
         for uid in batch:
             number = view.sequence_number(uid)
             content = contents.get(uid)
-            if number is None or ((need_raw or need_metadata) and content is None):
+            if (
+                number is None
+                or ((need_raw or need_metadata) and content is None)
+                or (need_objects and uid not in objects)
+            ):
                 missing += 1
                 continue
-            message = _Message(uid, number, content)
-            out.append(responses.fetch(number, _items(view, message, attributes)))
-        await session.send_all(out)
+            messages.append(_Message(uid, number, content, objects.get(uid)))
+        await _load_raw_for_old_previews(session, view, messages, attributes)
+        await session.send_all(
+            responses.fetch(m.number, _items(view, m, attributes)) for m in messages
+        )
     if missing:
         raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
     return Tagged(command.tag, "OK", "FETCH completed")
+
+
+async def _load_raw_for_old_previews(
+    session: Session, view: SelectedMailbox, messages: list[_Message], attributes: list
+) -> None:
+    """Messages stored before previews were computed at delivery have none in
+    their metadata; without LAZY the preview must still be sent (RFC 8970 section
+    3.2), so it is computed from the raw message."""
+    if not any(a.name == "PREVIEW" and not a.lazy for a in attributes):
+        return
+    stale = {m.uid: m for m in messages if m.raw is None and _metadata(m).preview is None}
+    if not stale:
+        return
+    loaded = await session.storage.fetch_content(
+        view.mailbox.id, list(stale), raw=True, metadata=False
+    )
+    for content in loaded:
+        stale[content.uid].raw = content.raw
+
+
+def _preview(view: SelectedMailbox, message: _Message, attr: FetchAttribute) -> bytes:
+    """RFC 8970 section 3.2: NIL only for LAZY, when there is no stored preview."""
+    metadata = _metadata(message)
+    if metadata.preview is None and message.raw is None:
+        return wire.NIL
+    return wire.nstring(preview(message.raw or b"", metadata).encode("utf-8"))
+
+
+def _objects(message: _Message) -> MessageObjectData:
+    assert message.objects is not None
+    return message.objects
 
 
 async def _mark_seen(
@@ -215,4 +277,8 @@ _ENCODERS: dict[str, Encoder] = {
     "BODY[]": lambda view, m, a: _body_value(_partial(_section(m, a.section or Section()), a)),
     "BINARY": _binary,
     "BINARY.SIZE": _binary_size,
+    "EMAILID": lambda view, m, a: b"(M%d)" % _objects(m).email_id,
+    "THREADID": lambda view, m, a: wire.NIL,  # RFC 8474 section 5.2: no THREADIDs here
+    "SAVEDATE": lambda view, m, a: wire.date_time(_objects(m).save_date),
+    "PREVIEW": _preview,
 }

@@ -118,7 +118,9 @@ async def list_command(session: Session, command: c.List) -> Tagged:
             )
         )
         mailbox = candidate.mailbox
-        if command.status_items and mailbox is not None and mailbox.selectable:
+        # RFC 5819 section 2: STATUS only for mailboxes matching the selection
+        # options, not for a parent listed only for its CHILDINFO.
+        if command.status_items and mailbox is not None and mailbox.selectable and not extended:
             out.append(
                 await status_response(session, mailbox.id, mailbox.name, command.status_items)
             )

@@ -9,7 +9,7 @@ from mailhaven.codec import responses
 from mailhaven.codec.responses import Tagged
 from mailhaven.imap import condstore
 from mailhaven.imap.commands.listing import list_response_for
-from mailhaven.imap.mailbox_status import status_response
+from mailhaven.imap.mailbox_status import mailbox_id_value, status_response
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.imap.session import Session, bad, no, untagged_ok
 from mailhaven.storage.interface import MailboxExists, MailboxHasChildren, MailboxNotFound
@@ -56,6 +56,8 @@ async def select(session: Session, command: c.Select) -> Tagged:
     out.append(untagged_ok("Predicted next UID", b"UIDNEXT %d" % view.uidnext))
     if view.condstore:
         out.append(condstore.highest_modseq_response(view))
+    # RFC 8474 section 4.2
+    out.append(untagged_ok("Ok", b"MAILBOXID " + mailbox_id_value(mailbox.object_id)))
     if session.rev2:
         out.append(await list_response_for(session, mailbox))
     await session.send_all(out)
@@ -91,12 +93,14 @@ async def create(session: Session, command: c.Create) -> Tagged:
     if unknown:
         raise no(f"Unsupported special-use attribute {unknown[0]}", b"USEATTR")
     try:
-        await session.storage.create_mailbox(
+        created = await session.storage.create_mailbox(
             session.require_user().id, name, tuple(command.special_use)
         )
     except MailboxExists:
         raise no(f"Mailbox {name!r} already exists", b"ALREADYEXISTS") from None
-    return Tagged(command.tag, "OK", "CREATE completed")
+    # RFC 8474 section 4.1
+    code = b"MAILBOXID " + mailbox_id_value(created.object_id)
+    return Tagged(command.tag, "OK", "CREATE completed", code)
 
 
 async def delete(session: Session, command: c.Delete) -> Tagged:

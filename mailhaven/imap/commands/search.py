@@ -28,7 +28,7 @@ async def search(session: Session, command: c.Search) -> Tagged:
             session.saved_search = []  # RFC 5182 section 2.1: a failed SAVE empties $
         raise
     if saving:
-        session.saved_search = uids
+        session.saved_search = _saved_result(uids, options or ())
     numbers = uids if command.uid else [view.sequence_number(u) or 0 for u in uids]
     with_modseq = _uses_modseq(command.key)
     highest = max((view.summaries[u].modseq for u in uids), default=None) if with_modseq else None
@@ -37,6 +37,18 @@ async def search(session: Session, command: c.Search) -> Tagged:
     elif options != ("SAVE",):
         await session.send(_esearch(command, options or ("ALL",), numbers, highest))
     return Tagged(command.tag, "OK", "SEARCH completed")
+
+
+def _saved_result(uids: list[int], options: tuple[str, ...]) -> list[int]:
+    """RFC 5182 section 2.4: with MIN and/or MAX but neither ALL nor COUNT beside
+    SAVE, "$" holds only the messages those items return."""
+    extremes = {"MIN", "MAX"} & set(options)
+    if not uids or not extremes or {"ALL", "COUNT"} & set(options):
+        return uids
+    kept = [uids[0]] if "MIN" in extremes else []
+    if "MAX" in extremes and uids[-1] not in kept:
+        kept.append(uids[-1])
+    return kept
 
 
 def _esearch(
