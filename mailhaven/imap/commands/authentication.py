@@ -104,3 +104,14 @@ async def _authenticate_password(session: Session, username: str, password: byte
     session.user = user
     session.state = State.AUTHENTICATED
     session.log.info("login user=%r client=%s", username, peer)
+    if passwords.needs_rehash(user.password_hash):
+        await _upgrade_hash(session, user.name, secret)
+
+
+async def _upgrade_hash(session: Session, username: str, secret: str) -> None:
+    """Replace an imported or outdated hash by a current argon2id one, now that the
+    password is known to be right (the login itself does not depend on this)."""
+    loop = asyncio.get_running_loop()
+    new_hash = await loop.run_in_executor(None, passwords.hash_password, secret)
+    await session.storage.set_password(username, new_hash)
+    session.log.info("password hash of user=%r upgraded to argon2id", username)
