@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=_user_delete)
     listing = user_commands.add_parser("list", help="print account names, one per line")
     listing.set_defaults(handler=_user_list)
+    from mailhaven.mailflow.commands import add_commands  # imports this module back
+
+    add_commands(commands, user_commands)
     return parser
 
 

@@ -326,13 +326,19 @@ class Storage(ABC):
 
     @abstractmethod
     async def append_with_uids(
-        self, mailbox_id: int, messages: Sequence[NewMessage], uids: Sequence[int]
+        self,
+        mailbox_id: int,
+        messages: Sequence[NewMessage],
+        uids: Sequence[int],
+        *,
+        uidnext_at_least: int = 1,
     ) -> CopyResult:
         """Append keeping the given UIDs (an import from a server whose clients have
-        them cached): ascending, each at least the mailbox's UIDNEXT."""
+        them cached): ascending, each at least the mailbox's UIDNEXT.  UIDNEXT then
+        becomes at least *uidnext_at_least* (the source's next UID)."""
 
     @abstractmethod
-    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int, uidnext: int) -> None:
-        """Give a mailbox that never held a message another server's UIDVALIDITY and
-        UIDNEXT (RFC 9051 section 2.3.1.1: clients keep their cache only if the pair
+    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> None:
+        """Give a mailbox that never held a message another server's UIDVALIDITY
+        (RFC 9051 section 2.3.1.1: clients keep their cache only if the pair
         UIDVALIDITY/UID still names the same message)."""

@@ -599,12 +599,19 @@ class SqliteStorage(Storage):
         return await self._read(_imported_uids, user_id, source, folder, uidvalidity)
 
     async def append_with_uids(
-        self, mailbox_id: int, messages: Sequence[NewMessage], uids: Sequence[int]
+        self,
+        mailbox_id: int,
+        messages: Sequence[NewMessage],
+        uids: Sequence[int],
+        *,
+        uidnext_at_least: int = 1,
     ) -> CopyResult:
-        return await self._write(_append_with_uids, mailbox_id, list(messages), list(uids))
+        return await self._write(
+            _append_with_uids, mailbox_id, list(messages), list(uids), uidnext_at_least
+        )
 
-    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int, uidnext: int) -> None:
-        await self._write(_adopt_uidvalidity, mailbox_id, uidvalidity, uidnext)
+    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> None:
+        await self._write(_adopt_uidvalidity, mailbox_id, uidvalidity)
 
 
 # --------------------------------------------------------------------------- shared queries
@@ -1183,7 +1190,11 @@ def _imported_uids(
 
 
 def _append_with_uids(
-    tx: _Transaction, mailbox_id: int, messages: list[NewMessage], uids: list[int]
+    tx: _Transaction,
+    mailbox_id: int,
+    messages: list[NewMessage],
+    uids: list[int],
+    uidnext_at_least: int,
 ) -> CopyResult:
     mailbox = _selectable_mailbox(tx.conn, mailbox_id)
     if len(uids) != len(messages):
@@ -1195,20 +1206,22 @@ def _append_with_uids(
     for message, uid in zip(messages, uids, strict=True):
         tx.conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uid, mailbox_id))
         _append(tx, mailbox_id, [message])
+    tx.conn.execute(
+        "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?",
+        (uidnext_at_least, mailbox_id),
+    )
+    tx.changed_mailboxes.add(mailbox_id)
     return CopyResult(mailbox.uidvalidity, (), tuple(uids))
 
 
-def _adopt_uidvalidity(tx: _Transaction, mailbox_id: int, uidvalidity: int, uidnext: int) -> None:
+def _adopt_uidvalidity(tx: _Transaction, mailbox_id: int, uidvalidity: int) -> None:
     conn = tx.conn
     mailbox = _selectable_mailbox(conn, mailbox_id)
     if mailbox.uidnext != 1:
         raise StorageError(f"mailbox {mailbox.name!r} has held messages; its UIDs stay")
-    if not 1 <= uidvalidity <= MAX_UIDVALIDITY or uidnext < 1:
-        raise StorageError(f"invalid UIDVALIDITY {uidvalidity} or UIDNEXT {uidnext}")
-    conn.execute(
-        "UPDATE mailboxes SET uidvalidity = ?, uidnext = ? WHERE id = ?",
-        (uidvalidity, uidnext, mailbox_id),
-    )
+    if not 1 <= uidvalidity <= MAX_UIDVALIDITY:
+        raise StorageError(f"invalid UIDVALIDITY {uidvalidity}")
+    conn.execute("UPDATE mailboxes SET uidvalidity = ? WHERE id = ?", (uidvalidity, mailbox_id))
     # Keep the database-wide counter ahead, so a later mailbox never repeats it.
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('last_uidvalidity', ?)"
