@@ -181,3 +181,11 @@ def test_unix_socket_listener(tmp_path: Path) -> None:
         assert len(messages_in(server, "alice")) == 1
     finally:
         server.stop()
+
+
+def test_lines_over_1000_octets_are_delivered_unchanged(server: ServerThread) -> None:
+    message = b"Subject: long\r\n\r\n" + b"x" * 5000 + b"\r\n"
+    client = lmtp(server)
+    assert client.sendmail("bob@example.org", ["alice@localhost"], message) == {}
+    client.quit()
+    assert messages_in(server, "alice")[0].endswith(message)

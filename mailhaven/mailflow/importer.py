@@ -68,10 +68,12 @@ async def import_folders(
         mailbox = await _mailbox(storage, user, name)
         report.folder(name)
         keep_uids = await _adopt_uids(storage, mailbox, folder, report)
+        # Messages not in dovecot-uidlist yet get UIDs from its next UID on.
+        uidnext = (folder.uidnext or 1) if keep_uids else None
         for batch in _batches(folder.messages, report):
-            await _store(storage, mailbox, batch, keep_uids, report)
-        if keep_uids and folder.uidnext:
-            await storage.append_with_uids(mailbox.id, [], [], uidnext_at_least=folder.uidnext)
+            await _store(storage, mailbox, batch, uidnext, report)
+        if uidnext is not None:
+            await storage.append_with_uids(mailbox.id, [], [], uidnext_at_least=uidnext)
 
 
 async def _mailbox(storage: Storage, user: User, name: str) -> Mailbox:
@@ -120,15 +122,20 @@ def _prepare_all(batch: list[SourceMessage]) -> list[NewMessage]:
 
 
 async def _store(
-    storage: Storage, mailbox: Mailbox, batch: list[SourceMessage], keep_uids: bool, report: Report
+    storage: Storage,
+    mailbox: Mailbox,
+    batch: list[SourceMessage],
+    uidnext: int | None,
+    report: Report,
 ) -> None:
+    """Append a batch; with *uidnext* (not None), keep the source's UIDs."""
     empty = [item for item in batch if not item.raw]
     for item in empty:
         report.skip(item.origin, "empty message (IMAP cannot store zero bytes)")
     batch = [item for item in batch if item.raw]
     prepared = await asyncio.get_running_loop().run_in_executor(None, _prepare_all, batch)
-    if keep_uids:
-        await _store_keeping_uids(storage, mailbox, batch, prepared)
+    if uidnext is not None:
+        await _store_keeping_uids(storage, mailbox, batch, prepared, uidnext)
     else:
         await storage.append(mailbox.id, prepared)
     for item in batch:
@@ -136,10 +143,14 @@ async def _store(
 
 
 async def _store_keeping_uids(
-    storage: Storage, mailbox: Mailbox, batch: list[SourceMessage], prepared: list[NewMessage]
+    storage: Storage,
+    mailbox: Mailbox,
+    batch: list[SourceMessage],
+    prepared: list[NewMessage],
+    uidnext: int,
 ) -> None:
     """Messages with a known UID keep it; the rest (not in dovecot-uidlist yet)
-    follow after the highest, as Dovecot would number them."""
+    are numbered from the source's next UID, as Dovecot would number them."""
     counts = await storage.mailbox_counts(mailbox.id)
     known = [(item.uid, message) for item, message in zip(batch, prepared, strict=True) if item.uid]
     known = [(uid, message) for uid, message in known if uid >= counts.uidnext]
@@ -150,4 +161,6 @@ async def _store_keeping_uids(
     kept = {id(message) for _, message in known}
     rest = [message for message in prepared if id(message) not in kept]
     if rest:
+        # Messages without a UID are read last, so every known UID is in by now.
+        await storage.append_with_uids(mailbox.id, [], [], uidnext_at_least=uidnext)
         await storage.append(mailbox.id, rest)

@@ -37,6 +37,13 @@ TEMPORARY_FAILURE = "451 4.3.0 {address}: temporary failure storing the message,
 IDLE_TIMEOUT_SECONDS = 300  # RFC 5321 section 4.5.3.2.7: server timeout of 5 minutes
 
 
+class MailhavenLMTP(LMTP):
+    """aiosmtpd's LMTP with long lines allowed: real mail has lines far over the
+    1000 octets of RFC 5321 section 4.5.3.1.6, and refusing them would bounce it."""
+
+    line_length_limit = 1024 * 1024
+
+
 class DeliveryHandler:
     """aiosmtpd handler hooks: check recipients at RCPT, store at DATA."""
 
@@ -114,12 +121,14 @@ class LmtpListener:
 
 async def start_lmtp(storage: Storage, config: Config) -> LmtpListener:
     """Listen on ``config.lmtp_listen`` (HOST:PORT or a unix socket path)."""
+    # aiosmtpd logs every connection at INFO; the delivery lines above say more.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = DeliveryHandler(storage, config.lmtp_domains)
     loop = asyncio.get_running_loop()
     protocols: weakref.WeakSet[LMTP] = weakref.WeakSet()
 
     def new_protocol() -> LMTP:
-        protocol = LMTP(
+        protocol = MailhavenLMTP(
             handler,
             data_size_limit=config.limits.max_literal_size,
             enable_SMTPUTF8=True,
