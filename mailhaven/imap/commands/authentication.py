@@ -19,6 +19,7 @@ from mailhaven.codec import responses
 from mailhaven.codec.responses import Tagged
 from mailhaven.imap.capabilities import capability_code, password_login_allowed
 from mailhaven.imap.session import Session, State, bad, no
+from mailhaven.storage.interface import StorageError
 
 TLS_REQUIRED = (
     "Password login is disabled until the connection is encrypted: "
@@ -113,5 +114,9 @@ async def _upgrade_hash(session: Session, username: str, secret: str) -> None:
     password is known to be right (the login itself does not depend on this)."""
     loop = asyncio.get_running_loop()
     new_hash = await loop.run_in_executor(None, passwords.hash_password, secret)
-    await session.storage.set_password(username, new_hash)
+    try:
+        await session.storage.set_password(username, new_hash)
+    except StorageError as error:  # the old hash still works; try again next login
+        session.log.warning("password hash of user=%r not upgraded: %s", username, error)
+        return
     session.log.info("password hash of user=%r upgraded to argon2id", username)
