@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--imap", metavar="HOST:PORT", help='cleartext+STARTTLS listener, or "off"')
     serve.add_argument("--imaps", metavar="HOST:PORT", help='implicit TLS listener, or "off"')
     serve.add_argument(
+        "--lmtp", metavar="HOST:PORT", help='LMTP delivery listener, "unix:PATH", or "off"'
+    )
+    serve.add_argument(
         "--demo", action="store_true", help='create the account "demo" if it does not exist'
     )
     serve.set_defaults(handler=_serve)
@@ -91,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_user_list)
     _add_check_parser(commands)
     add_quota_commands(commands)
+    from mailhaven.mailflow.commands import add_commands  # imports this module back
+
+    add_commands(commands, user_commands)
     return parser
 
 
@@ -121,7 +127,7 @@ def _overrides(arguments: argparse.Namespace) -> dict[str, object]:
         overrides["data_dir"] = str(data_dir)
     if arguments.log_level is not None:
         overrides["log_level"] = arguments.log_level
-    for flag, key in (("imap", "imap.listen"), ("imaps", "imaps.listen")):
+    for flag, key in (("imap", "imap.listen"), ("imaps", "imaps.listen"), ("lmtp", "lmtp.listen")):
         value = getattr(arguments, flag, None)
         if value is not None:
             overrides[key] = value

@@ -20,6 +20,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 LISTENER_OFF = "off"
 DEFAULT_DATA_DIR = Path("mailhaven-data")
+UNIX_SOCKET_PREFIX = "unix:"
 
 # RFC 9051 section 5.4: a post-authentication autologout timer MUST be >= 30 minutes.
 MIN_AUTOLOGOUT_SECONDS = 30 * 60
@@ -77,6 +78,9 @@ class Config:
     imap_listen: tuple[str, int] | None = ("127.0.0.1", 1143)
     imaps_listen: tuple[str, int] | None = ("127.0.0.1", 1993)
     idle_keepalive_seconds: int = DEFAULT_IDLE_KEEPALIVE_SECONDS
+    # LMTP delivery (RFC 2033): HOST:PORT, a unix socket path, or None for off.
+    lmtp_listen: tuple[str, int] | Path | None = ("127.0.0.1", 2424)
+    lmtp_domains: tuple[str, ...] = ("localhost",)
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -199,6 +203,26 @@ def _listen(key: str, value: object) -> tuple[str, int] | None:
     return None if text == LISTENER_OFF else parse_host_port(key, text)
 
 
+def _lmtp_listen(key: str, value: object) -> tuple[str, int] | Path | None:
+    """Like the IMAP listeners, or a unix socket: ``unix:PATH`` or an absolute path."""
+    text = _string(key, value)
+    if text.startswith(UNIX_SOCKET_PREFIX):
+        return _path(key, text.removeprefix(UNIX_SOCKET_PREFIX))
+    if text.startswith("/"):
+        return Path(text)
+    return _listen(key, text)
+
+
+def _domains(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of domain names, got {value!r}")
+    domains = tuple(_string(key, item).lower() for item in value)
+    for domain in domains:
+        if not _HOSTNAME.fullmatch(domain):
+            raise ConfigError(f"{key}: {domain!r} is not a valid domain name")
+    return domains
+
+
 def _log_level(key: str, value: object) -> str:
     # Accept "INFO" as well as "info": operators type both.
     return _choice(LOG_LEVELS)(key, _string(key, value).lower())
@@ -216,6 +240,8 @@ _SCHEMA: dict[str, Check] = {
     "imap.listen": _listen,
     "imap.idle_keepalive_seconds": _integer_at_least(1),
     "imaps.listen": _listen,
+    "lmtp.listen": _lmtp_listen,
+    "lmtp.domains": _domains,
     "tls.cert": _optional_path,
     "tls.key": _optional_path,
     "tls.min_version": _choice(TLS_VERSIONS),
@@ -296,6 +322,8 @@ def _build(checked: dict[str, Any]) -> Config:
         ("imap.listen", "imap_listen"),
         ("imaps.listen", "imaps_listen"),
         ("imap.idle_keepalive_seconds", "idle_keepalive_seconds"),
+        ("lmtp.listen", "lmtp_listen"),
+        ("lmtp.domains", "lmtp_domains"),
     ):
         if key in checked:
             top_level[name] = checked[key]

@@ -4,12 +4,17 @@ The cost parameters are argon2-cffi's defaults (``argon2.profiles.RFC_9106_LOW_M
 3 iterations, 64 MiB, 4 lanes), which take a few tens of milliseconds per
 verification.  When the library raises its defaults, :func:`needs_rehash` reports
 old hashes so the server can upgrade them at the next successful login.
+
+Hashes imported from a Dovecot passwd-file (``{SHA512-CRYPT}$6$...`` and friends, see
+:mod:`mailhaven.dovecot_hashes`) are verified too, and always need a rehash.
 """
 
 from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error
+
+from mailhaven import dovecot_hashes
 
 _hasher = PasswordHasher()
 
@@ -25,6 +30,12 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str, password: str) -> bool:
     """True when *password* matches; False on a mismatch or a malformed hash."""
+    scheme_and_data = dovecot_hashes.split_scheme(stored_hash)
+    if scheme_and_data is not None:
+        scheme, data = scheme_and_data
+        if scheme in dovecot_hashes.ARGON2_SCHEMES:
+            return verify_password(data, password)
+        return dovecot_hashes.verify(stored_hash, password)
     try:
         return _hasher.verify(stored_hash, password)
     # ValueError covers InvalidHashError and a password that cannot be UTF-8 encoded
@@ -38,6 +49,8 @@ def needs_rehash(stored_hash: str) -> bool:
 
     A malformed hash also needs replacing, so it answers True rather than raising.
     """
+    if dovecot_hashes.is_dovecot_hash(stored_hash):
+        return True
     try:
         return _hasher.check_needs_rehash(stored_hash)
     except ValueError:  # includes InvalidHashError

@@ -31,6 +31,7 @@ from mailhaven.imap.capabilities import capability_code
 from mailhaven.imap.dispatch import execute
 from mailhaven.imap.session import ServerContext, Session, State
 from mailhaven.logs import new_session_id, session_logger
+from mailhaven.mailflow.lmtp import LmtpListener, start_lmtp
 from mailhaven.storage import open_storage, quota_defaults
 from mailhaven.storage.interface import Storage
 from mailhaven.tls import context_for
@@ -262,6 +263,7 @@ class Server:
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
     _connections: dict[asyncio.Task[None], Connection] = field(default_factory=dict)
+    lmtp: LmtpListener | None = None
 
     async def start(self) -> None:
         if self.storage is None:
@@ -289,6 +291,8 @@ class Server:
             self.addresses[name] = (host, port)
             kind = "implicit TLS" if implicit else "STARTTLS"
             log.info("listening %s on %s:%d (%s)", name, host, port, kind)
+        if self.config.lmtp_listen is not None:
+            self.lmtp = await start_lmtp(self.storage, self.config)
 
     async def _handle(self, reader, writer, context, tls_context, implicit) -> None:  # noqa: ANN001
         task = asyncio.current_task()
@@ -311,6 +315,8 @@ class Server:
                 task.cancel()
         for server in self._servers:
             await server.wait_closed()
+        if self.lmtp is not None:
+            await self.lmtp.close()
         if self.storage is not None:
             await self.storage.close()
 

@@ -44,6 +44,7 @@ class ServerThread:
             data_dir=data_dir,
             imap_listen=("127.0.0.1", 0),
             imaps_listen=("127.0.0.1", 0),
+            lmtp_listen=("127.0.0.1", 0),
             auth=AuthConfig(allow_plaintext_on_loopback=allow_plaintext),
             limits=limits or LimitsConfig(),
             quota=quota or QuotaConfig(),
@@ -79,6 +80,11 @@ class ServerThread:
     @property
     def imaps_port(self) -> int:
         return self.server.addresses["imaps"][1]
+
+    @property
+    def lmtp_port(self) -> int:
+        assert self.server.lmtp is not None and self.server.lmtp.port is not None
+        return self.server.lmtp.port
 
     def add_user(self, name: str, password: str = PASSWORD):  # noqa: ANN201
         return self.call(self.storage.create_user(name, cached_hash(password)))

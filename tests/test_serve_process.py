@@ -33,6 +33,8 @@ def test_serve_demo_account_tls_login_and_clean_sigterm(tmp_path):
             f"127.0.0.1:{imap_port}",
             "--imaps",
             f"127.0.0.1:{imaps_port}",
+            "--lmtp",
+            f"127.0.0.1:{free_port()}",
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -170,6 +170,17 @@ class StoreResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportOrigin:
+    """Where imported messages came from, recorded with them so a rerun of the same
+    import skips them (``mailhaven import USER imap://...`` is resumable)."""
+
+    source: str  # e.g. "alice@imap.example.com:993"
+    folder: str
+    uidvalidity: int
+    uids: tuple[int, ...]  # the source UIDs, pairwise with the appended messages
+
+
+@dataclass(frozen=True, slots=True)
 class CopyResult:
     """COPYUID data (RFC 4315): source UIDs and the UIDs they got, pairwise."""
 
@@ -360,3 +371,36 @@ class Storage(ABC):
     async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
         """UIDs whose decoded body text (and with *headers*, decoded header text)
         contains *needle*, compared case-insensitively (RFC 9051 6.4.4 BODY/TEXT)."""
+
+    # ----------------------------------------------------------------- mail flow (import)
+    @abstractmethod
+    async def append_imported(
+        self, mailbox_id: int, messages: Sequence[NewMessage], origin: ImportOrigin
+    ) -> CopyResult:
+        """Append like :meth:`append` and record *origin* in the same transaction, so
+        a message is either stored and recorded, or neither."""
+
+    @abstractmethod
+    async def imported_uids(
+        self, user_id: int, source: str, folder: str, uidvalidity: int
+    ) -> set[int]:
+        """Source UIDs already imported by :meth:`append_imported` from this folder."""
+
+    @abstractmethod
+    async def append_with_uids(
+        self,
+        mailbox_id: int,
+        messages: Sequence[NewMessage],
+        uids: Sequence[int],
+        *,
+        uidnext_at_least: int = 1,
+    ) -> CopyResult:
+        """Append keeping the given UIDs (an import from a server whose clients have
+        them cached): ascending, each at least the mailbox's UIDNEXT.  UIDNEXT then
+        becomes at least *uidnext_at_least* (the source's next UID)."""
+
+    @abstractmethod
+    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> None:
+        """Give a mailbox that never held a message another server's UIDVALIDITY
+        (RFC 9051 section 2.3.1.1: clients keep their cache only if the pair
+        UIDVALIDITY/UID still names the same message)."""

@@ -34,6 +34,7 @@ import asyncio
 import bisect
 import datetime
 import functools
+import itertools
 import json
 import os
 import sqlite3
@@ -49,6 +50,7 @@ from mailhaven.storage.interface import (
     ChangeHub,
     Changes,
     CopyResult,
+    ImportOrigin,
     Mailbox,
     MailboxCounts,
     MailboxExists,
@@ -164,10 +166,23 @@ INSERT INTO meta (key, value) SELECT 'last_mailbox_object_id', coalesce(max(id),
 INSERT INTO meta (key, value) SELECT 'last_content_id', coalesce(max(id), 0) FROM contents;
 """
 
+# What `mailhaven import USER imap://...` already copied, so a rerun skips it.
+_SCHEMA_IMPORTED = """
+CREATE TABLE imported (
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    PRIMARY KEY (user_id, source, folder, uidvalidity, uid)
+) WITHOUT ROWID;
+"""
+
 # Index i upgrades a database from user_version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_V1,
     _SCHEMA_V2_OBJECTS + sqlite_quota.MIGRATION,
+    _SCHEMA_IMPORTED,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -621,6 +636,40 @@ class SqliteStorage(Storage):
 
     async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
         return await self._read(_search_text, mailbox_id, needle.casefold(), headers, self._fts)
+
+    # ----------------------------------------------------------------- mail flow (import)
+
+    async def append_imported(
+        self, mailbox_id: int, messages: Sequence[NewMessage], origin: ImportOrigin
+    ) -> CopyResult:
+        return await self._write(
+            _append_imported, mailbox_id, list(messages), origin, self.quota_defaults
+        )
+
+    async def imported_uids(
+        self, user_id: int, source: str, folder: str, uidvalidity: int
+    ) -> set[int]:
+        return await self._read(_imported_uids, user_id, source, folder, uidvalidity)
+
+    async def append_with_uids(
+        self,
+        mailbox_id: int,
+        messages: Sequence[NewMessage],
+        uids: Sequence[int],
+        *,
+        uidnext_at_least: int = 1,
+    ) -> CopyResult:
+        return await self._write(
+            _append_with_uids,
+            mailbox_id,
+            list(messages),
+            list(uids),
+            uidnext_at_least,
+            self.quota_defaults,
+        )
+
+    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> None:
+        await self._write(_adopt_uidvalidity, mailbox_id, uidvalidity)
 
 
 # --------------------------------------------------------------------------- shared queries
@@ -1261,3 +1310,81 @@ def _search_text(
             parameters,
         )
     return {uid for (uid,) in rows}
+
+
+# --------------------------------------------------------------------------- mail flow (import)
+
+
+def _append_imported(
+    tx: _Transaction,
+    mailbox_id: int,
+    messages: list[NewMessage],
+    origin: ImportOrigin,
+    quota_defaults: QuotaLimits,
+) -> CopyResult:
+    if len(origin.uids) != len(messages):
+        raise ValueError("one source UID per imported message")
+    result = _append(tx, mailbox_id, messages, quota_defaults)
+    (user_id,) = tx.conn.execute(
+        "SELECT user_id FROM mailboxes WHERE id = ?", (mailbox_id,)
+    ).fetchone()
+    tx.conn.executemany(
+        "INSERT OR IGNORE INTO imported (user_id, source, folder, uidvalidity, uid)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(user_id, origin.source, origin.folder, origin.uidvalidity, uid) for uid in origin.uids],
+    )
+    return result
+
+
+def _imported_uids(
+    conn: sqlite3.Connection, user_id: int, source: str, folder: str, uidvalidity: int
+) -> set[int]:
+    rows = conn.execute(
+        "SELECT uid FROM imported WHERE user_id = ? AND source = ? AND folder = ?"
+        " AND uidvalidity = ?",
+        (user_id, source, folder, uidvalidity),
+    )
+    return {uid for (uid,) in rows}
+
+
+def _append_with_uids(
+    tx: _Transaction,
+    mailbox_id: int,
+    messages: list[NewMessage],
+    uids: list[int],
+    uidnext_at_least: int,
+    quota_defaults: QuotaLimits,
+) -> CopyResult:
+    mailbox = _selectable_mailbox(tx.conn, mailbox_id)
+    if len(uids) != len(messages):
+        raise ValueError("one UID per message")
+    if uids and (uids[0] < mailbox.uidnext or any(a >= b for a, b in itertools.pairwise(uids))):
+        raise StorageError(f"UIDs must ascend from UIDNEXT {mailbox.uidnext} of {mailbox.name!r}")
+    # _append numbers from UIDNEXT; appending one message at a time with UIDNEXT
+    # set to its UID first keeps every UID, gaps included, in one transaction.
+    for message, uid in zip(messages, uids, strict=True):
+        tx.conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uid, mailbox_id))
+        _append(tx, mailbox_id, [message], quota_defaults)
+    tx.conn.execute(
+        "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?",
+        (uidnext_at_least, mailbox_id),
+    )
+    tx.changed_mailboxes.add(mailbox_id)
+    return CopyResult(mailbox.uidvalidity, (), tuple(uids))
+
+
+def _adopt_uidvalidity(tx: _Transaction, mailbox_id: int, uidvalidity: int) -> None:
+    conn = tx.conn
+    mailbox = _selectable_mailbox(conn, mailbox_id)
+    if mailbox.uidnext != 1:
+        raise StorageError(f"mailbox {mailbox.name!r} has held messages; its UIDs stay")
+    if not 1 <= uidvalidity <= MAX_UIDVALIDITY:
+        raise StorageError(f"invalid UIDVALIDITY {uidvalidity}")
+    conn.execute("UPDATE mailboxes SET uidvalidity = ? WHERE id = ?", (uidvalidity, mailbox_id))
+    # Keep the database-wide counter ahead, so a later mailbox never repeats it.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_uidvalidity', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        (uidvalidity,),
+    )
+    tx.changed_mailboxes.add(mailbox_id)

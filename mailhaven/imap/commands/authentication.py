@@ -19,6 +19,7 @@ from mailhaven.codec import responses
 from mailhaven.codec.responses import Tagged
 from mailhaven.imap.capabilities import capability_code, password_login_allowed
 from mailhaven.imap.session import Session, State, bad, no
+from mailhaven.storage.interface import StorageError
 
 TLS_REQUIRED = (
     "Password login is disabled until the connection is encrypted: "
@@ -104,3 +105,18 @@ async def _authenticate_password(session: Session, username: str, password: byte
     session.user = user
     session.state = State.AUTHENTICATED
     session.log.info("login user=%r client=%s", username, peer)
+    if passwords.needs_rehash(user.password_hash):
+        await _upgrade_hash(session, user.name, secret)
+
+
+async def _upgrade_hash(session: Session, username: str, secret: str) -> None:
+    """Replace an imported or outdated hash by a current argon2id one, now that the
+    password is known to be right (the login itself does not depend on this)."""
+    loop = asyncio.get_running_loop()
+    new_hash = await loop.run_in_executor(None, passwords.hash_password, secret)
+    try:
+        await session.storage.set_password(username, new_hash)
+    except StorageError as error:  # the old hash still works; try again next login
+        session.log.warning("password hash of user=%r not upgraded: %s", username, error)
+        return
+    session.log.info("password hash of user=%r upgraded to argon2id", username)

@@ -1,0 +1,1 @@
+"""Mail flow: LMTP delivery, import and export, backup and restore."""

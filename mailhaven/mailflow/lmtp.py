@@ -1,0 +1,158 @@
+"""The LMTP listener (RFC 2033), on aiosmtpd's protocol, in the server's event loop.
+
+Running in the server's loop (not aiosmtpd's ``Controller`` thread) means each
+delivery's commit publishes to the storage's ChangeHub on the loop that serves
+IMAP, so IDLE clients see the new message at once.
+
+Replies (RFC 2033 section 4.2, status codes RFC 3463):
+
+* RCPT for an unknown user: ``550 5.1.1``; the MTA bounces at once.
+* After DATA, a recipient whose quota the message would exceed: ``552 5.2.2``.
+* after DATA, one reply per accepted recipient, in RCPT order: ``250 2.0.0`` once
+  the message is committed to disk for that recipient, ``451 4.3.0`` when storing
+  failed (the MTA retries later), ``550 5.1.1`` if the account vanished meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope, Session
+
+from mailhaven.config import Config
+from mailhaven.mailflow.delivery import deliver, resolve_recipient, with_trace_headers
+from mailhaven.storage.interface import OverQuota, Storage
+
+log = logging.getLogger("mailhaven.lmtp")
+
+UNKNOWN_USER = "550 5.1.1 {address}: no such user here"
+ACCEPTED_RECIPIENT = "250 2.1.5 {address}: recipient ok"
+DELIVERED = "250 2.0.0 {address}: delivered"
+OVER_QUOTA = "552 5.2.2 {address}: mailbox is full"
+TEMPORARY_FAILURE = "451 4.3.0 {address}: temporary failure storing the message, try again later"
+IDLE_TIMEOUT_SECONDS = 300  # RFC 5321 section 4.5.3.2.7: server timeout of 5 minutes
+
+
+class MailhavenLMTP(LMTP):
+    """aiosmtpd's LMTP with long lines allowed: real mail has lines far over the
+    1000 octets of RFC 5321 section 4.5.3.1.6, and refusing them would bounce it."""
+
+    line_length_limit = 1024 * 1024
+
+
+class DeliveryHandler:
+    """aiosmtpd handler hooks: check recipients at RCPT, store at DATA."""
+
+    def __init__(self, storage: Storage, domains: tuple[str, ...]) -> None:
+        self._storage = storage
+        self._domains = domains
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: LMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if await resolve_recipient(self._storage, address, self._domains) is None:
+            log.info("lmtp rcpt refused to=%r reason=unknown-user", address)
+            return UNKNOWN_USER.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return ACCEPTED_RECIPIENT.format(address=address)
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: LMTP, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.original_content or b""
+        sender = envelope.mail_from or ""
+        replies = [
+            await self._deliver_one(sender, address, content) for address in envelope.rcpt_tos
+        ]
+        return "\r\n".join(replies)
+
+    async def _deliver_one(self, sender: str, address: str, content: bytes) -> str:
+        recipient = await resolve_recipient(self._storage, address, self._domains)
+        if recipient is None:
+            return UNKNOWN_USER.format(address=address)
+        raw = with_trace_headers(content, sender, address)
+        try:
+            result = await deliver(self._storage, recipient, raw)
+        except OverQuota:
+            # RFC 3463 5.2.2: permanent for this message; the MTA bounces it.
+            log.info("lmtp delivery refused to=%r reason=over-quota", address)
+            return OVER_QUOTA.format(address=address)
+        except Exception:  # any failure must make the MTA retry, never lose the mail
+            log.exception("lmtp delivery failed to=%r", address)
+            return TEMPORARY_FAILURE.format(address=address)
+        log.info(
+            "lmtp delivered from=%r to=%r user=%r folder=%r uid=%d size=%d",
+            sender,
+            address,
+            recipient.user.name,
+            recipient.folder,
+            result.destination_uids[0],
+            len(raw),
+        )
+        return DELIVERED.format(address=address)
+
+
+@dataclass
+class LmtpListener:
+    """The listening socket and the connections it accepted."""
+
+    server: asyncio.Server
+    description: str
+    _protocols: weakref.WeakSet[LMTP] = field(default_factory=weakref.WeakSet)
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port (useful when configured as 0); None on a unix socket."""
+        name: Any = self.server.sockets[0].getsockname()
+        return name[1] if isinstance(name, tuple) else None
+
+    async def close(self) -> None:
+        self.server.close()
+        for protocol in list(self._protocols):
+            if protocol.transport is not None:
+                protocol.transport.close()
+        await self.server.wait_closed()
+
+
+async def start_lmtp(storage: Storage, config: Config) -> LmtpListener:
+    """Listen on ``config.lmtp_listen`` (HOST:PORT or a unix socket path)."""
+    # aiosmtpd logs every connection at INFO; the delivery lines above say more.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    handler = DeliveryHandler(storage, config.lmtp_domains)
+    loop = asyncio.get_running_loop()
+    protocols: weakref.WeakSet[LMTP] = weakref.WeakSet()
+
+    def new_protocol() -> LMTP:
+        protocol = MailhavenLMTP(
+            handler,
+            data_size_limit=config.limits.max_literal_size,
+            enable_SMTPUTF8=True,
+            ident="Mailhaven LMTP",
+            timeout=IDLE_TIMEOUT_SECONDS,
+            loop=loop,
+        )
+        protocols.add(protocol)
+        return protocol
+
+    address = config.lmtp_listen
+    if isinstance(address, Path):
+        server = await loop.create_unix_server(new_protocol, str(address))
+        description = f"unix:{address}"
+    else:
+        assert address is not None, "the caller starts LMTP only when it is configured"
+        server = await loop.create_server(new_protocol, address[0], address[1])
+        host, port = server.sockets[0].getsockname()[:2]
+        description = f"{host}:{port}"
+    log.info("listening lmtp on %s", description)
+    return LmtpListener(server, description, protocols)
