@@ -89,6 +89,8 @@ async def execute(session: Session, command: c.Command) -> None:
         tagged = await spec.handler(session, command)
     except CommandFailed as failure:
         tagged = Tagged(command.tag, failure.status, failure.text, failure.code)
+    except ConnectionError:  # the client is gone: nobody to answer
+        raise
     except Exception:
         session.log.exception("command %s failed", spec.name)
         tagged = Tagged(command.tag, "NO", "Internal server error, logged", b"SERVERBUG")

@@ -62,6 +62,7 @@ from mailhaven.storage.interface import (
     UserExists,
     UserNotFound,
 )
+from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixin
 
 T = TypeVar("T")
 
@@ -147,7 +148,7 @@ CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
 """
 
 # Index i upgrades a database from user_version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, SECURITY_SCHEMA)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 # External-content FTS table: the text is stored once, in contents.  The text is
@@ -325,7 +326,7 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
 # --------------------------------------------------------------------------- the backend
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(SecurityStoreMixin, Storage):
     """A :class:`Storage` in one SQLite file; call :meth:`open` first."""
 
     def __init__(self, path: str | os.PathLike[str], *, readers: int = 4) -> None:
