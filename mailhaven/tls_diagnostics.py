@@ -50,8 +50,9 @@ async def peek_client_hello(sock: socket.socket | None, timeout: float) -> bytes
 
 
 def offered_versions(hello: bytes) -> str:
-    """The TLS versions a ClientHello offers, as "TLSv1.2,TLSv1.3"; or a description
-    of what the bytes are instead."""
+    """The TLS versions a ClientHello offers: "TLSv1.2,TLSv1.3" from its
+    supported_versions extension, "up-to-TLSv1.1" from an older client's
+    legacy_version; or a description of what the bytes are instead."""
     if not hello:
         return "none (nothing received)"
     if hello[0] != _RECORD_HANDSHAKE:
@@ -73,7 +74,7 @@ def _versions_of(hello: bytes) -> str:
     position += 1 + hello[position]  # session id
     position += 2 + int.from_bytes(hello[position : position + 2], "big")  # cipher suites
     position += 1 + hello[position]  # compression methods
-    versions = [legacy_version]
+    versions: list[int] = []
     if position + 2 <= len(hello):
         end = position + 2 + int.from_bytes(hello[position : position + 2], "big")
         position += 2
@@ -86,6 +87,9 @@ def _versions_of(hello: bytes) -> str:
                     int.from_bytes(body[i : i + 2], "big") for i in range(1, 1 + body[0], 2)
                 ]
             position += 4 + length
+    if not versions:
+        # No supported_versions extension: legacy_version is the highest it speaks.
+        return f"up-to-{_VERSION_NAMES.get(legacy_version, 'unknown')}"
     names = sorted({_VERSION_NAMES[v] for v in versions if v in _VERSION_NAMES})
     return ",".join(names) if names else "unknown"
 

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailhaven.config import AuthConfig, Config, LimitsConfig, LockoutConfig
+from mailhaven.config import AuthConfig, Config, LimitsConfig, LockoutConfig, TlsConfig
 from mailhaven.passwords import hash_password
 from mailhaven.security import scram
 from mailhaven.server import Server
@@ -33,6 +33,7 @@ class ServerThread:
         limits: LimitsConfig | None = None,
         lockout: LockoutConfig | None = None,
         oauth_validator: str = "",
+        tls: TlsConfig | None = None,
     ) -> None:
         self.config = Config(
             data_dir=data_dir,
@@ -42,6 +43,7 @@ class ServerThread:
                 allow_plaintext_on_loopback=allow_plaintext, oauth_validator=oauth_validator
             ),
             limits=limits or LimitsConfig(),
+            tls=tls or TlsConfig(),
             # No penalty delay unless a test asks for it: tests that fail logins on
             # purpose would otherwise wait seconds.  test_lockout.py checks the delay.
             lockout=lockout or LockoutConfig(delay_base_ms=0),
