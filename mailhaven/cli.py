@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mailhaven.mailflow.commands import add_commands  # imports this module back
 
     add_commands(commands, user_commands)
+    from mailhaven.cli_security import add_security_commands
+
+    add_security_commands(commands, user_commands)
     return parser
 
 
@@ -217,13 +220,15 @@ def _user_add(arguments: argparse.Namespace, config: Config) -> int:
     from mailhaven.storage.interface import UserExists
 
     name = _check_user_name(arguments.name)
-    password_hash = hash_password(_read_password(arguments.password_stdin))
+    password = _read_password(arguments.password_stdin)
+    password_hash = hash_password(password)
 
     async def add(storage: Storage) -> None:
         try:
             await storage.create_user(name, password_hash)
         except UserExists:
             raise CommandError(f"user {name!r} already exists") from None
+        await _store_scram_keys(storage, name, password)
 
     _with_storage(config, add)
     print(f"created user {name!r}")
@@ -234,18 +239,32 @@ def _user_passwd(arguments: argparse.Namespace, config: Config) -> int:
     from mailhaven.storage.interface import UserNotFound
 
     name = arguments.name
-    password_hash = hash_password(_read_password(arguments.password_stdin))
+    password = _read_password(arguments.password_stdin)
+    password_hash = hash_password(password)
 
     async def change(storage: Storage) -> None:
         await _require_user(storage, name)
         try:
             await storage.set_password(name, password_hash)
+            await _store_scram_keys(storage, name, password)
         except UserNotFound:  # deleted by someone else meanwhile
             raise CommandError(f"no such user: {name!r}") from None
 
     _with_storage(config, change)
     print(f"password of {name!r} changed")
     return EXIT_OK
+
+
+async def _store_scram_keys(storage: Storage, name: str, password: str) -> None:
+    """SCRAM-SHA-256 keys next to the argon2id hash (RFC 7677); a password SASLprep
+    refuses gets none, so SCRAM fails for it while LOGIN and PLAIN work."""
+    from mailhaven.security.scram import credentials_for
+
+    credentials = credentials_for(password)
+    if credentials is None:
+        print(f"note: {name!r} cannot use SCRAM-SHA-256 with this password", file=sys.stderr)
+        return
+    await storage.set_scram_credentials(name, credentials)
 
 
 def _user_delete(arguments: argparse.Namespace, config: Config) -> int:
@@ -317,6 +336,7 @@ def _ensure_demo_account(config: Config) -> None:
             return None
         password = secrets.token_urlsafe(12)
         await storage.create_user(DEMO_USER, hash_password(password))
+        await _store_scram_keys(storage, DEMO_USER, password)
         return password
 
     password = _with_storage(config, ensure)

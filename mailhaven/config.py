@@ -49,6 +49,23 @@ class TlsConfig:
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     allow_plaintext_on_loopback: bool = False
+    # "module:function" validating OAUTHBEARER tokens (RFC 7628); "" = not offered.
+    oauth_validator: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutConfig:
+    """Brute-force protection (see docs/security.md); durations in seconds."""
+
+    ip_max_failures: int = 10
+    ip_window_seconds: int = 15 * 60
+    ip_block_seconds: int = 15 * 60
+    account_max_failures: int = 30
+    account_window_seconds: int = 60 * 60
+    account_lock_seconds: int = 60 * 60
+    delay_base_ms: int = 1000  # first failure; doubles with each further failure
+    delay_max_ms: int = 15000
+    trusted_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +76,11 @@ class LimitsConfig:
     autologout_seconds: int = MIN_AUTOLOGOUT_SECONDS
     preauth_timeout_seconds: int = 60
     max_bad_commands: int = 20
+    max_pipelined_commands: int = 1000
+    max_connections: int = 1000
+    max_connections_per_ip: int = 50
+    max_connections_per_account: int = 50
+    write_timeout_seconds: int = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +107,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
+    lockout: LockoutConfig = field(default_factory=LockoutConfig)
 
     @property
     def tls_dir(self) -> Path:
@@ -223,6 +246,26 @@ def _domains(key: str, value: object) -> tuple[str, ...]:
     return domains
 
 
+def _networks(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f'{key}: expected a list of networks, as in ["10.0.0.0/8"]')
+    networks = []
+    for item in value:
+        text = _string(key, item)
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}: {text!r} is not an IP network") from None
+    return tuple(networks)
+
+
+def _callable_name(key: str, value: object) -> str:
+    text = _string(key, value)
+    if text and not re.fullmatch(r"[\w.]+:[\w.]+", text):
+        raise ConfigError(f"{key}: {text!r} is not module:function")
+    return text
+
+
 def _log_level(key: str, value: object) -> str:
     # Accept "INFO" as well as "info": operators type both.
     return _choice(LOG_LEVELS)(key, _string(key, value).lower())
@@ -255,6 +298,21 @@ _SCHEMA: dict[str, Check] = {
     "quota.default_storage": _size,
     "quota.default_messages": _integer_at_least(0),
     "quota.administrators": _user_names,
+    "limits.max_pipelined_commands": _integer_at_least(1),
+    "limits.max_connections": _integer_at_least(1),
+    "limits.max_connections_per_ip": _integer_at_least(1),
+    "limits.max_connections_per_account": _integer_at_least(1),
+    "limits.write_timeout_seconds": _integer_at_least(1),
+    "auth.oauth_validator": _callable_name,
+    "lockout.ip_max_failures": _integer_at_least(1),
+    "lockout.ip_window_seconds": _integer_at_least(1),
+    "lockout.ip_block_seconds": _integer_at_least(1),
+    "lockout.account_max_failures": _integer_at_least(1),
+    "lockout.account_window_seconds": _integer_at_least(1),
+    "lockout.account_lock_seconds": _integer_at_least(1),
+    "lockout.delay_base_ms": _integer_at_least(0),
+    "lockout.delay_max_ms": _integer_at_least(0),
+    "lockout.trusted_networks": _networks,
 }
 _TABLES = {key.split(".")[0] for key in _SCHEMA if "." in key}
 
@@ -333,4 +391,5 @@ def _build(checked: dict[str, Any]) -> Config:
         auth=AuthConfig(**section("auth")),
         limits=LimitsConfig(**section("limits")),
         quota=QuotaConfig(**section("quota")),
+        lockout=LockoutConfig(**section("lockout")),
     )

@@ -14,7 +14,9 @@ import ipaddress
 import logging
 import signal
 import ssl
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailhaven.codec.protocol import (
     CommandReceived,
@@ -25,7 +27,7 @@ from mailhaven.codec.protocol import (
     ServerProtocol,
 )
 from mailhaven.codec.responses import Tagged, Untagged
-from mailhaven.config import Config
+from mailhaven.config import Config, ConfigError
 from mailhaven.deflate import CompressedDataError, DeflateStream
 from mailhaven.imap.capabilities import capability_code
 from mailhaven.imap.dispatch import execute
@@ -35,14 +37,16 @@ from mailhaven.mailflow.lmtp import LmtpListener, start_lmtp
 from mailhaven.storage import open_storage, quota_defaults
 from mailhaven.storage.interface import Storage
 from mailhaven.tls import context_for
+from mailhaven.tls_diagnostics import failure_reason, offered_versions, peek_client_hello
 
 log = logging.getLogger("mailhaven.server")
+tls_log = logging.getLogger("mailhaven.tls")
 
 READ_SIZE = 65536
 SHUTDOWN_SECONDS = 5.0  # how long connections get to end cleanly on SIGTERM
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(ConnectionError):
     """The client went away or timed out; the connection ends quietly."""
 
 
@@ -54,12 +58,13 @@ class Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         context: ServerContext,
-        tls_context: ssl.SSLContext | None,
+        tls_context: Callable[[], ssl.SSLContext | None],
         *,
         implicit_tls: bool,
     ) -> None:
         self._reader = reader
         self._writer = writer
+        # Looked up at each STARTTLS, so a certificate reloaded on SIGHUP is used.
         self._tls_context = tls_context
         self._secure = implicit_tls
         self._limits = _limits(context.config)
@@ -73,6 +78,7 @@ class Connection:
         self.session = Session(context, self, self.log)
         self.bytes_in = 0
         self.bytes_out = 0
+        self._commands_since_read = 0
 
     # ------------------------------------------------------------- Channel
 
@@ -82,7 +88,11 @@ class Connection:
 
     @property
     def tls_available(self) -> bool:
-        return self._tls_context is not None
+        return self._tls_context() is not None
+
+    @property
+    def peer_host(self) -> str:
+        return self._peer_host
 
     @property
     def peer_address(self) -> str:
@@ -100,10 +110,25 @@ class Connection:
         return self._deflate is not None
 
     async def write(self, data: bytes) -> None:
+        """Write and wait until the socket takes it: the server holds at most one
+        response plus the transport's buffer for a client that does not read, and
+        drops that client after ``limits.write_timeout_seconds``."""
         data = self._outgoing(data)
         self.bytes_out += len(data)
         self._writer.write(data)
-        await self._writer.drain()
+        try:
+            # asyncio.timeout, not wait_for: no extra task, so a write that need not
+            # wait does not yield to the event loop either.
+            async with asyncio.timeout(self.session.config.limits.write_timeout_seconds):
+                await self._writer.drain()
+        except TimeoutError:
+            self._writer.transport.abort()  # close() would wait for the client to read
+            raise ConnectionClosed("write timeout: the client does not read") from None
+
+    @property
+    def buffered_output(self) -> int:
+        """Bytes written but not yet taken by the socket."""
+        return self._writer.transport.get_write_buffer_size()
 
     def _outgoing(self, data: bytes) -> bytes:
         return self._deflate.compress(data) if self._deflate is not None else data
@@ -121,14 +146,22 @@ class Connection:
             return None
 
     async def start_tls(self) -> None:
-        assert self._tls_context is not None
+        tls_context = self._tls_context()
+        assert tls_context is not None
+        transport = self._writer.transport
+        transport.pause_reading()  # the ClientHello stays in the socket for the peek
+        hello = await peek_client_hello(
+            transport.get_extra_info("socket"), self.session.config.limits.preauth_timeout_seconds
+        )
         try:
-            await self._writer.start_tls(self._tls_context)
-        except (ConnectionError, ssl.SSLError) as error:
-            # Usually a client that cannot agree on a TLS version or distrusts the
-            # certificate: worth one line for the operator, not a traceback.
-            self.log.info("tls handshake failed client=%s error=%s", self._peer, error)
-            raise
+            await self._writer.start_tls(
+                tls_context,
+                ssl_handshake_timeout=self.session.config.limits.preauth_timeout_seconds,
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as error:
+            log_handshake_failure(self._peer, "starttls", hello, error, self.session.config)
+            transport.abort()
+            raise ConnectionClosed("TLS handshake failed") from None
         self._secure = True
         # RFC 9051 section 11.1: discard anything pipelined before the handshake.
         self._protocol = ServerProtocol(self._limits)
@@ -165,6 +198,8 @@ class Connection:
         except (ConnectionError, ssl.SSLError) as error:
             reason = f"connection error: {error}"
         finally:
+            if self.session.user is not None:
+                self.session.context.connections.release_login(self.session.user.id)
             self.session.close()
             self._writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError):
@@ -190,12 +225,25 @@ class Connection:
             elif isinstance(event, ContinuationNeeded):
                 await self.write(b"+ Ready for literal data\r\n")
             elif isinstance(event, CommandReceived):
+                self._commands_since_read += 1
+                if self._commands_since_read > limits.max_pipelined_commands:
+                    if await self._refuse_pipelined(event):
+                        return "too many bad commands"
+                    continue
                 self.session.bad_in_a_row = 0
                 await execute(self.session, event.command)
                 if self.session.state is State.LOGOUT:
                     return "logout"
             elif isinstance(event, CommandRejected) and await self._reject(event):
                 return "too many bad commands"
+
+    async def _refuse_pipelined(self, event: CommandReceived) -> bool:
+        """More commands arrived at once than ``limits.max_pipelined_commands``: the
+        excess is answered BAD [LIMIT] and counts as bad commands (so a flood ends in
+        BYE); True when it is time to hang up."""
+        text = "Too many pipelined commands: wait for responses before sending more"
+        await self.write(Tagged(event.command.tag, "BAD", text, b"LIMIT").encode())
+        return await self._count_bad_command()
 
     async def _reject(self, event: CommandRejected) -> bool:
         """Answer a command that could not be parsed; True when it is time to hang up."""
@@ -205,6 +253,9 @@ class Connection:
             await self.write(Tagged(error.tag, error.status, error.text, error.code).encode())
         else:
             await self.write(Untagged("BAD", error.text, error.code).encode())
+        return await self._count_bad_command()
+
+    async def _count_bad_command(self) -> bool:
         self.session.bad_in_a_row += 1
         if self.session.bad_in_a_row >= self.session.config.limits.max_bad_commands:
             await self.write(Untagged("BYE", "Too many invalid commands").encode())
@@ -224,6 +275,7 @@ class Connection:
         if not data:
             raise ConnectionClosed("client closed the connection")
         self.bytes_in += len(data)
+        self._commands_since_read = 0
         if self._deflate is not None:
             self._deflate.feed(data)
             data = self._inflate()
@@ -254,6 +306,43 @@ def _tls_description(writer: asyncio.StreamWriter) -> str:
     return f"version={ssl_object.version()} cipher={cipher[0] if cipher else '?'}"
 
 
+def _peer_ip(transport: asyncio.BaseTransport) -> tuple[str, str]:
+    """(IP, "IP:port") of the client of *transport*."""
+    peer = transport.get_extra_info("peername") or ("unknown", 0)
+    return str(peer[0]), f"{peer[0]}:{peer[1]}" if len(peer) >= 2 else str(peer)
+
+
+def log_handshake_failure(
+    peer: str, listener: str, hello: bytes, error: BaseException, config: Config
+) -> None:
+    """One line per failed handshake, naming the versions on both sides and why."""
+    tls_log.warning(
+        "tls handshake failed client=%s listener=%s offered=%s accepted=%s+ reason=%s",
+        peer,
+        listener,
+        offered_versions(hello),
+        config.tls.min_version,
+        failure_reason(error),
+    )
+
+
+class _HeldConnection(asyncio.Protocol):
+    """Keeps a new implicit-TLS connection unread until the server starts the
+    handshake itself (so it can log why a handshake fails, and use the certificate
+    current at that moment)."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self._server._spawn(self._server._accept_implicit_tls(transport))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Closed before or during the handshake; the handshake task sees it."""
+
+
 @dataclass
 class Server:
     """The listeners of one server process, startable and stoppable from tests."""
@@ -261,31 +350,33 @@ class Server:
     config: Config
     storage: Storage | None = None
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    context: ServerContext | None = None
+    tls_context: ssl.SSLContext | None = None
     _servers: list[asyncio.Server] = field(default_factory=list)
     _connections: dict[asyncio.Task[None], Connection] = field(default_factory=dict)
     lmtp: LmtpListener | None = None
+    _handshakes: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
         if self.storage is None:
             self.storage = open_storage(self.config.data_dir)
         self.storage.quota_defaults = quota_defaults(self.config)
         await self.storage.open()
-        context = ServerContext(self.storage, self.config)
-        tls_context = context_for(self.config)
-        listeners = [
+        self.context = ServerContext(self.storage, self.config)
+        self.tls_context = context_for(self.config)
+        loop = asyncio.get_running_loop()
+        for name, address, implicit in (
             ("imap", self.config.imap_listen, False),
             ("imaps", self.config.imaps_listen, True),
-        ]
-        for name, address, implicit in listeners:
+        ):
             if address is None:
                 continue
-
-            async def handle(reader, writer, implicit=implicit):  # noqa: ANN001
-                await self._handle(reader, writer, context, tls_context, implicit)
-
-            server = await asyncio.start_server(
-                handle, address[0], address[1], ssl=tls_context if implicit else None
-            )
+            if implicit:
+                server = await loop.create_server(
+                    lambda: _HeldConnection(self), address[0], address[1]
+                )
+            else:
+                server = await asyncio.start_server(self._handle_cleartext, address[0], address[1])
             self._servers.append(server)
             host, port = server.sockets[0].getsockname()[:2]
             self.addresses[name] = (host, port)
@@ -294,10 +385,86 @@ class Server:
         if self.config.lmtp_listen is not None:
             self.lmtp = await start_lmtp(self.storage, self.config)
 
-    async def _handle(self, reader, writer, context, tls_context, implicit) -> None:  # noqa: ANN001
+    def reload_tls(self) -> None:
+        """Load the certificate and key again (SIGHUP).  New handshakes use them;
+        established sessions keep theirs.  A broken file keeps the old pair."""
+        try:
+            self.tls_context = context_for(self.config)
+        except ConfigError as error:
+            log.error("tls reload failed, keeping the current certificate: %s", error)
+            return
+        log.info("tls certificate reloaded")
+
+    def _current_tls_context(self) -> ssl.SSLContext | None:
+        return self.tls_context
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _accept_implicit_tls(self, transport: asyncio.Transport) -> None:
+        """RFC 8314 implicit TLS: admit, handshake (logging failures), then serve."""
+        ip, peer = _peer_ip(transport)
+        assert self.context is not None and self.tls_context is not None
+        if self._refuse_connection(ip, peer) is not None:
+            transport.abort()  # no TLS yet, so no way to say BYE
+            return
+        try:
+            await self._handshake_and_serve(transport, peer)
+        finally:
+            self.context.connections.release_connection(ip)
+
+    async def _handshake_and_serve(self, transport: asyncio.Transport, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.config.limits.preauth_timeout_seconds
+        hello = await peek_client_hello(transport.get_extra_info("socket"), timeout)
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        tls_context = self.tls_context
+        assert tls_context is not None
+        try:
+            tls_transport = await loop.start_tls(
+                transport, protocol, tls_context, server_side=True, ssl_handshake_timeout=timeout
+            )
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as error:
+            log_handshake_failure(peer, "imaps", hello, error, self.config)
+            transport.abort()
+            return
+        assert tls_transport is not None
+        writer = asyncio.StreamWriter(tls_transport, protocol, reader, loop)
+        await self._serve(reader, writer, implicit=True)
+
+    def _refuse_connection(self, ip: str, peer: str) -> str | None:
+        assert self.context is not None
+        refusal = self.context.connections.admit_connection(ip)
+        if refusal is not None:
+            log.warning("connection refused client=%s reason=%r", peer, refusal)
+        return refusal
+
+    async def _handle_cleartext(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        ip, peer = _peer_ip(writer.transport)
+        assert self.context is not None
+        refusal = self._refuse_connection(ip, peer)
+        if refusal is not None:
+            writer.write(Untagged("BYE", refusal, b"UNAVAILABLE").encode())
+            writer.close()
+            return
+        try:
+            await self._serve(reader, writer, implicit=False)
+        finally:
+            self.context.connections.release_connection(ip)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit: bool
+    ) -> None:
         task = asyncio.current_task()
-        assert task is not None
-        connection = Connection(reader, writer, context, tls_context, implicit_tls=implicit)
+        assert task is not None and self.context is not None
+        connection = Connection(
+            reader, writer, self.context, self._current_tls_context, implicit_tls=implicit
+        )
         self._connections[task] = connection
         try:
             await connection.run()
@@ -307,6 +474,8 @@ class Server:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        for task in list(self._handshakes):
+            task.cancel()
         for connection in list(self._connections.values()):
             connection.shutdown()
         if self._connections:
@@ -328,6 +497,7 @@ async def _serve_until_signalled(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await stop.wait()
     log.info("shutting down")
     await server.stop()

@@ -13,8 +13,16 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailhaven.config import AuthConfig, Config, LimitsConfig, QuotaConfig
+from mailhaven.config import (
+    AuthConfig,
+    Config,
+    LimitsConfig,
+    LockoutConfig,
+    QuotaConfig,
+    TlsConfig,
+)
 from mailhaven.passwords import hash_password
+from mailhaven.security import scram
 from mailhaven.server import Server
 
 T = TypeVar("T")
@@ -39,15 +47,24 @@ class ServerThread:
         allow_plaintext: bool = True,
         limits: LimitsConfig | None = None,
         quota: QuotaConfig | None = None,
+        lockout: LockoutConfig | None = None,
+        oauth_validator: str = "",
+        tls: TlsConfig | None = None,
     ) -> None:
         self.config = Config(
             data_dir=data_dir,
             imap_listen=("127.0.0.1", 0),
             imaps_listen=("127.0.0.1", 0),
             lmtp_listen=("127.0.0.1", 0),
-            auth=AuthConfig(allow_plaintext_on_loopback=allow_plaintext),
             limits=limits or LimitsConfig(),
             quota=quota or QuotaConfig(),
+            auth=AuthConfig(
+                allow_plaintext_on_loopback=allow_plaintext, oauth_validator=oauth_validator
+            ),
+            tls=tls or TlsConfig(),
+            # No penalty delay unless a test asks for it: tests that fail logins on
+            # purpose would otherwise wait seconds.  test_lockout.py checks the delay.
+            lockout=lockout or LockoutConfig(delay_base_ms=0),
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -87,7 +104,17 @@ class ServerThread:
         return self.server.lmtp.port
 
     def add_user(self, name: str, password: str = PASSWORD):  # noqa: ANN201
-        return self.call(self.storage.create_user(name, cached_hash(password)))
+        """Create an account the way ``mailhaven user add`` does (with SCRAM keys)."""
+        user = self.call(self.storage.create_user(name, cached_hash(password)))
+        credentials = scram.credentials_for(password)
+        assert credentials is not None
+        self.call(self.storage.set_scram_credentials(name, credentials))
+        return user
+
+    @property
+    def context(self):  # noqa: ANN201
+        assert self.server.context is not None
+        return self.server.context
 
     # ------------------------------------------------------------- clients
 

@@ -27,6 +27,9 @@ FRAGMENTS = [
     b'From: a <b@c>, (x) "q\\" " <@r:d@e>; g: ;\r\n',
     b" folded\r\n",
     b"=?utf-8?q?x=C3?=",
+    b"=?NONE?B?",  # encoded words with broken charsets and base64
+    b"=?\x00?Q?",
+    b"?=",
 ]
 
 
@@ -70,6 +73,12 @@ def test_analyze_never_raises_on_mutated_corpus_messages(
         end = start + int(length_fraction * 200)
         raw = raw[:start] + insert + raw[end:]
     _check(raw)
+
+
+def test_inputs_found_by_scripts_fuzz() -> None:
+    """Each of these made analyze() raise before (found by a long scripts/fuzz run)."""
+    _check(b"Subject: =?NONE?B?\x00EVTVA=?=\r\n\r\nTEST\r\n")  # bad base64: HeaderParseError
+    _check(b"Subject: =?\x00ONE?B?VEVTVA=?=\r\n\r\nTEST\r\n")  # NUL in the charset name
 
 
 def test_deep_nesting_is_bounded() -> None:

@@ -53,7 +53,7 @@ def capabilities(session: Session) -> list[str]:
         if session.channel.tls_available and not session.channel.secure:
             names.append("STARTTLS")
         if password_login_allowed(session):
-            names.append("AUTH=PLAIN")
+            names.extend(f"AUTH={mechanism}" for mechanism in sasl_mechanisms(session))
         else:
             names.append("LOGINDISABLED")
         names.extend(_ALWAYS)
@@ -63,6 +63,15 @@ def capabilities(session: Session) -> list[str]:
     names.append(f"APPENDLIMIT={session.config.limits.max_literal_size}")
     if session.user is not None and session.user.name in session.config.quota.administrators:
         names.append("QUOTASET")  # RFC 9208 section 4.1.3: only they may SETQUOTA
+    return names
+
+
+def sasl_mechanisms(session: Session) -> list[str]:
+    """What AUTHENTICATE accepts (commands/authentication.py): PLAIN (RFC 4616), LOGIN,
+    SCRAM-SHA-256 (RFC 7677), and OAUTHBEARER (RFC 7628) when a validator is set."""
+    names = ["PLAIN", "LOGIN", "SCRAM-SHA-256"]
+    if session.context.oauth_validator is not None:
+        names.append("OAUTHBEARER")
     return names
 
 

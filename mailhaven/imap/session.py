@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailhaven.codec import responses
@@ -20,6 +20,9 @@ from mailhaven.codec.mailbox_names import canonical_mailbox, decode_mailbox, enc
 from mailhaven.codec.responses import Response
 from mailhaven.config import Config
 from mailhaven.imap.selected import SelectedMailbox
+from mailhaven.security.connections import ConnectionRegistry
+from mailhaven.security.lockout import Lockout
+from mailhaven.security.oauth import Validator, load_validator
 from mailhaven.storage.interface import Mailbox, Storage, User
 
 
@@ -46,6 +49,10 @@ class Channel(Protocol):
 
     @property
     def peer_address(self) -> str: ...
+
+    @property
+    def peer_host(self) -> str:
+        """The client's IP address alone (brute-force accounting, auth log)."""
 
     async def write(self, data: bytes) -> None: ...
 
@@ -88,6 +95,14 @@ class ServerContext:
 
     storage: Storage
     config: Config
+    lockout: Lockout = field(init=False)
+    connections: ConnectionRegistry = field(init=False)
+    oauth_validator: Validator | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lockout = Lockout(self.storage, self.config.lockout)
+        self.connections = ConnectionRegistry(self.config.limits)
+        self.oauth_validator = load_validator(self.config.auth.oauth_validator)
 
 
 class Session:

@@ -9,6 +9,7 @@ folding, RFC 5322 section 2.2.3).  Values are kept as bytes; decoding into text
 
 from __future__ import annotations
 
+import email.errors
 import email.header
 from dataclasses import dataclass
 
@@ -87,8 +88,8 @@ def decode_text(value: bytes) -> str:
         return text
     try:
         chunks = email.header.decode_header(text)
-    except (ValueError, LookupError, AssertionError):
-        return text
+    except (ValueError, LookupError, AssertionError, email.errors.HeaderParseError):
+        return text  # e.g. bad base64 in an encoded word: keep it as written
     parts: list[str] = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
@@ -102,7 +103,7 @@ def _decode_charset(data: bytes, charset: str | None) -> str:
     if charset and charset != "unknown-8bit":
         try:
             return data.decode(charset, errors="replace")
-        except LookupError:
+        except (LookupError, ValueError):  # unknown charset, or one with a NUL in it
             pass
     return _lenient_str(data)
 

@@ -54,6 +54,35 @@ class UserNotFound(StorageError):
     pass
 
 
+class AppPasswordExists(StorageError):
+    """The account already has an app password with this label."""
+
+
+class AppPasswordNotFound(StorageError):
+    """The account has no app password with this label."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppPassword:
+    """An app password as listed: its label and creation time (the secret itself is
+    only ever stored as a digest)."""
+
+    label: str
+    created: int  # Unix time
+
+
+@dataclass(frozen=True, slots=True)
+class AuthBlock:
+    """A temporary refusal of logins: from one IP (kind "ip") or to one account
+    (kind "account", key the casefolded name) until the Unix time *until*."""
+
+    kind: str
+    key: str
+    until: float
+    reason: str
+    created: float
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
@@ -404,3 +433,69 @@ class Storage(ABC):
         """Give a mailbox that never held a message another server's UIDVALIDITY
         (RFC 9051 section 2.3.1.1: clients keep their cache only if the pair
         UIDVALIDITY/UID still names the same message)."""
+
+    # ----------------------------------------------------------------- account security
+    # (SQLite: mailhaven/storage/sqlite_security.py)
+    @abstractmethod
+    async def set_imap_enabled(self, name: str, enabled: bool) -> None:
+        """Allow or refuse IMAP logins for the account (UserNotFound if absent)."""
+
+    @abstractmethod
+    async def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable or enable the account as a whole (UserNotFound if absent)."""
+
+    @abstractmethod
+    async def set_scram_credentials(self, name: str, credentials: str) -> None:
+        """Store the salted SCRAM keys of the current password (see
+        :mod:`mailhaven.security.scram`); a later set_password forgets them."""
+
+    @abstractmethod
+    async def scram_credentials(self, user_id: int) -> str | None: ...
+
+    @abstractmethod
+    async def add_app_password(self, name: str, label: str, digest: str) -> None:
+        """Raise AppPasswordExists when the label is taken, UserNotFound."""
+
+    @abstractmethod
+    async def app_passwords(self, name: str) -> list[AppPassword]:
+        """The account's app passwords by label (UserNotFound if absent)."""
+
+    @abstractmethod
+    async def revoke_app_password(self, name: str, label: str) -> None:
+        """Raise AppPasswordNotFound / UserNotFound."""
+
+    @abstractmethod
+    async def app_password_digests(self, user_id: int) -> list[tuple[str, str]]:
+        """(label, digest) of every app password of the account."""
+
+    @abstractmethod
+    async def record_auth_failure(
+        self, ip: str, account: str, at: float, ip_since: float, account_since: float
+    ) -> tuple[int, int]:
+        """Record a failed login; return the failures from *ip* since *ip_since* and
+        to *account* since *account_since*, this one included."""
+
+    @abstractmethod
+    async def auth_failure_count(self, ip: str, since: float) -> int: ...
+
+    @abstractmethod
+    async def add_auth_block(self, block: AuthBlock) -> None:
+        """Add a block, or extend an existing one of the same kind and key."""
+
+    @abstractmethod
+    async def active_auth_block(self, kind: str, key: str, now: float) -> AuthBlock | None: ...
+
+    @abstractmethod
+    async def list_auth_blocks(self, now: float) -> list[AuthBlock]: ...
+
+    @abstractmethod
+    async def clear_auth_blocks(self, key: str | None) -> int:
+        """Lift the blocks of one IP or account (all when None) and forget their
+        failures; return how many blocks were lifted."""
+
+    @abstractmethod
+    async def record_login(self, user_id: int, ip: str, at: float) -> None:
+        """Remember that the account logged in successfully from *ip*."""
+
+    @abstractmethod
+    async def is_known_ip(self, user_id: int, ip: str) -> bool: ...

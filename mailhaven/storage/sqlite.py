@@ -69,6 +69,7 @@ from mailhaven.storage.interface import (
     UserExists,
     UserNotFound,
 )
+from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixin
 
 T = TypeVar("T")
 
@@ -183,6 +184,7 @@ _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_V1,
     _SCHEMA_V2_OBJECTS + sqlite_quota.MIGRATION,
     _SCHEMA_IMPORTED,
+    SECURITY_SCHEMA,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -362,7 +364,7 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
 # --------------------------------------------------------------------------- the backend
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(SecurityStoreMixin, Storage):
     """A :class:`Storage` in one SQLite file; call :meth:`open` first."""
 
     def __init__(self, path: str | os.PathLike[str], *, readers: int = 4) -> None:

@@ -78,7 +78,9 @@ def check_new_name(name: str) -> str:
         raise no("Mailbox names cannot be empty or contain empty levels", b"CANNOT")
     if len(name) > MAX_NAME_LENGTH or len(parts) > MAX_DEPTH:
         raise no("Mailbox name is too long or too deeply nested", b"LIMIT")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name) or "*" in name or "%" in name:
+    # isprintable also refuses C1 controls, line/paragraph separators and invisible
+    # format characters, which could hide one name behind another in a client.
+    if not all(ch.isprintable() for ch in name) or "*" in name or "%" in name:
         raise no("Mailbox names cannot contain control characters, '*' or '%'", b"CANNOT")
     if name[0] in "~#." or any(part in (".", "..") for part in parts):
         raise no("Mailbox names cannot start with '~', '#' or '.', nor contain '..'", b"CANNOT")

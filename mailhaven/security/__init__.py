@@ -1,0 +1,2 @@
+"""Keeping attackers out: brute-force protection, SASL mechanisms, app passwords,
+connection limits."""

@@ -1,0 +1,136 @@
+"""``mailhaven fsck``: check the invariants of an SQLite store.
+
+Every check is a query that lists violations, so a report names exactly what is
+wrong.  The checks (see docs/security.md):
+
+* SQLite's own ``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check``;
+* every message UID is below its mailbox's UIDNEXT, and every modseq (of a message
+  or an expunge record) is at most the mailbox's HIGHESTMODSEQ (RFC 9051 2.3.1.1,
+  RFC 7162 3.1.1); no UID is both present and expunged;
+* message contents: every message's content exists and has the message's size; no
+  content is left without a message (the shared content is deleted with its last
+  message, so there is no separate reference count to drift);
+* every mailbox's superiors exist (RFC 9051 6.3.4) and UIDVALIDITY was handed out
+  by the database-wide counter;
+* the full-text index matches the contents (FTS5 ``integrity-check``).
+
+The database is opened read-write only so FTS5 can run its check; nothing is
+changed (the whole check runs in one transaction that is rolled back).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+# (description, query returning one row per violation)
+_CHECKS: tuple[tuple[str, str], ...] = (
+    (
+        "message UID not below the mailbox's UIDNEXT",
+        "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+        " WHERE m.uid >= b.uidnext",
+    ),
+    (
+        "message modseq above the mailbox's HIGHESTMODSEQ",
+        "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+        " WHERE m.modseq > b.highest_modseq",
+    ),
+    (
+        "expunge record modseq above the mailbox's HIGHESTMODSEQ or UID not below UIDNEXT",
+        "SELECT e.mailbox_id, e.uid FROM expunged e JOIN mailboxes b ON b.id = e.mailbox_id"
+        " WHERE e.modseq > b.highest_modseq OR e.uid >= b.uidnext",
+    ),
+    (
+        "UID both present and expunged",
+        "SELECT e.mailbox_id, e.uid FROM expunged e"
+        " JOIN messages m ON m.mailbox_id = e.mailbox_id AND m.uid = e.uid",
+    ),
+    (
+        "message without its content",
+        "SELECT m.mailbox_id, m.uid FROM messages m"
+        " WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = m.content_id)",
+    ),
+    (
+        "message size differs from its content's length",
+        "SELECT m.mailbox_id, m.uid FROM messages m JOIN contents c ON c.id = m.content_id"
+        " WHERE m.size != length(c.raw)",
+    ),
+    (
+        "content no message refers to",
+        "SELECT c.id FROM contents c"
+        " WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.content_id = c.id)",
+    ),
+    (
+        "messages in a \\Noselect mailbox",
+        "SELECT DISTINCT b.id FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id"
+        " WHERE b.selectable = 0",
+    ),
+    (
+        "UIDVALIDITY above the database-wide counter",
+        "SELECT b.id FROM mailboxes b WHERE b.uidvalidity >"
+        " coalesce((SELECT value FROM meta WHERE key = 'last_uidvalidity'), 0)",
+    ),
+)
+
+
+def check_database(path: Path) -> list[str]:
+    """Every violated invariant of the store at *path*, as readable lines."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        try:
+            return (
+                _sqlite_checks(conn)
+                + _invariant_checks(conn)
+                + _hierarchy_checks(conn)
+                + _fts_checks(conn)
+            )
+        finally:
+            conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+def _sqlite_checks(conn: sqlite3.Connection) -> list[str]:
+    problems = [
+        f"integrity_check: {row[0]}"
+        for row in conn.execute("PRAGMA integrity_check")
+        if row[0] != "ok"
+    ]
+    problems += [
+        f"foreign key: row {rowid} of {table} refers to a missing row of {parent}"
+        for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")
+    ]
+    return problems
+
+
+def _invariant_checks(conn: sqlite3.Connection) -> list[str]:
+    problems = []
+    for description, query in _CHECKS:
+        for row in conn.execute(query):
+            problems.append(f"{description}: {', '.join(map(str, row))}")
+    return problems
+
+
+def _hierarchy_checks(conn: sqlite3.Connection) -> list[str]:
+    names = set(conn.execute("SELECT user_id, name FROM mailboxes"))
+    problems = []
+    for user_id, name in sorted(names):
+        superior = name.rpartition("/")[0]
+        if superior and (user_id, superior) not in names:
+            problems.append(f"mailbox whose superior is missing: user {user_id}, {name!r}")
+    return problems
+
+
+def _fts_checks(conn: sqlite3.Connection) -> list[str]:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'contents_fts'"
+    ).fetchone()
+    if not exists:
+        return []
+    try:
+        # rank = 1: also compare the index with the external content table.
+        conn.execute("INSERT INTO contents_fts (contents_fts, rank) VALUES ('integrity-check', 1)")
+    except sqlite3.DatabaseError as error:
+        return [f"full-text index does not match the contents: {error}"]
+    return []
