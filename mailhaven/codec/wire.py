@@ -8,6 +8,7 @@ so any byte sequence can be sent safely.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterable
 
 NIL = b"NIL"
@@ -99,7 +100,16 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 def date_time(value: datetime.datetime) -> bytes:
     """``date-time = DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP
     zone DQUOTE`` (RFC 9051 section 9), e.g. ``"01-Jan-2024 12:00:00 +0000"``."""
-    offset = value.utcoffset() or datetime.timedelta(0)
+    # Aware datetimes of one instant compare equal whatever their zone, so the zone
+    # is part of the cache key.
+    return _date_time(value, value.utcoffset())
+
+
+@functools.lru_cache(maxsize=65536)
+def _date_time(value: datetime.datetime, offset: datetime.timedelta | None) -> bytes:
+    # A first sync formats every INTERNALDATE of the mailbox, and a client that
+    # syncs again asks for the same ones.
+    offset = offset or datetime.timedelta(0)
     minutes = int(offset.total_seconds()) // 60
     sign = "+" if minutes >= 0 else "-"
     minutes = abs(minutes)

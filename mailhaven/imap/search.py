@@ -4,8 +4,10 @@ RFC 8474 EMAILID/THREADID).
 
 Keys about flags, numbers, sizes and dates are answered from the selected view in
 memory.  BODY and TEXT go to the store's text index (one query per distinct needle,
-before the per-message pass).  Header keys need each message's stored header, which
-is loaded in batches only when the query uses such a key.
+before the per-message pass).  Header keys need each message's stored header: the
+text index first narrows them to the messages whose decoded text (headers included)
+contains the needle, and only those candidates are loaded and checked field by field.
+The SENT* keys need every message's Date, so they load every header.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ _FLAG_KEYS = {
 }
 _ADDRESS_KEYS = {"FROM": "From", "TO": "To", "CC": "Cc", "BCC": "Bcc", "SUBJECT": "Subject"}
 _TEXT_KEYS = {"BODY": False, "TEXT": True}
-_HEADER_KEYS = frozenset({*_ADDRESS_KEYS, "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE"})
+_SENT_KEYS = frozenset({"SENTBEFORE", "SENTON", "SENTSINCE"})
+_HEADER_KEYS = frozenset({*_ADDRESS_KEYS, "HEADER", *_SENT_KEYS})
 _OBJECT_KEYS = frozenset({"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "EMAILID"})
 
 
-@dataclass
+@dataclass(slots=True)
 class _Message:
     number: int
     summary: MessageSummary
@@ -74,12 +77,16 @@ async def matching_uids(
     predicate = _compile(key, context)
     needs_headers = _uses(key, _HEADER_KEYS)
     needs_objects = _uses(key, _OBJECT_KEYS)
+    candidates = await _header_candidates(storage, view, key) if needs_headers else None
     matches: list[int] = []
     for start in range(0, len(view.uids), BATCH):
         batch = view.uids[start : start + BATCH]
         messages = [_Message(start + i + 1, view.summaries[uid]) for i, uid in enumerate(batch)]
-        if needs_headers:
-            contents = await storage.fetch_content(view.mailbox.id, batch, raw=True, metadata=True)
+        to_load = batch if candidates is None else [uid for uid in batch if uid in candidates]
+        if needs_headers and to_load:
+            contents = await storage.fetch_content(
+                view.mailbox.id, to_load, raw=True, metadata=True
+            )
             by_uid = {content.uid: content for content in contents}
             for message in messages:
                 content = by_uid.get(message.summary.uid)
@@ -93,6 +100,33 @@ async def matching_uids(
                 message.objects = by_uid_objects.get(message.summary.uid)
         matches.extend(m.summary.uid for m in messages if predicate(m))
     return matches
+
+
+async def _header_candidates(
+    storage: Storage, view: SelectedMailbox, key: SearchKey
+) -> set[int] | None:
+    """The only messages a header key can match, or None when every message's header
+    is needed (SENT* keys).  Sound because the indexed header text is each top-level
+    field's decoded value (the same decoding the field check uses), casefolded: a
+    field containing the needle puts the needle in that text."""
+    if _uses(key, _SENT_KEYS):
+        return None
+    candidates: set[int] = set()
+    for needle in _header_needles(key):
+        candidates |= await storage.search_text(view.mailbox.id, needle, headers=True)
+    return candidates
+
+
+def _header_needles(key: SearchKey) -> list[str]:
+    if key.op in _ADDRESS_KEYS:
+        found = [str(key.args)]
+    elif key.op == "HEADER":
+        found = [key.args[1]]  # type: ignore[index]
+    else:
+        found = []
+    for child in _children(key):
+        found.extend(_header_needles(child))
+    return found
 
 
 def _children(key: SearchKey) -> list[SearchKey]:
@@ -123,6 +157,10 @@ def _compile(key: SearchKey, context: _Context) -> Predicate:
     op, args = key.op, key.args
     if op == "AND":
         parts = [_compile(child, context) for child in args]  # type: ignore[union-attr]
+        if len(parts) == 1:
+            # A lone key arrives wrapped in AND; calling it directly saves a generator
+            # per message, which is most of the cost of SEARCH UNSEEN on a big mailbox.
+            return parts[0]
         return lambda m: all(p(m) for p in parts)
     if op == "OR":
         left, right = (_compile(child, context) for child in args)  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ dropped here and backends track it separately.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 RECENT = "\\Recent"
@@ -68,5 +69,8 @@ def serialize_flags(flags: Iterable[str]) -> str:
     return " ".join(sorted(flags, key=flag_key))
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_flags(text: str) -> frozenset[str]:
+    # A mailbox has few distinct flag combinations: SELECT of 100,000 messages then
+    # shares a handful of frozensets instead of building (and keeping) 100,000.
     return frozenset(text.split())
