@@ -131,6 +131,11 @@ class ServerThread:
         return RawClient(socket.create_connection(("127.0.0.1", self.imap_port), timeout=10))
 
 
+def mail(n: int) -> bytes:
+    """A small message whose subject and body carry the number *n*."""
+    return b"Subject: message %d\r\nFrom: a@example.org\r\n\r\nbody %d\r\n" % (n, n)
+
+
 def insecure_context() -> ssl.SSLContext:
     """The tests' certificate is self-signed; the tests check TLS works, not trust."""
     context = ssl.create_default_context()

@@ -18,14 +18,6 @@ def server(tmp_path_factory):
     running.stop()
 
 
-@pytest.fixture
-def client(server):
-    raw = server.raw()
-    raw.login("alice")
-    yield raw
-    raw.close()
-
-
 def mail(n: int) -> bytes:
     return b"Subject: m%d\r\nFrom: a@b\r\n\r\nbody %d\r\n" % (n, n)
 

@@ -285,14 +285,27 @@ def test_auto_mode_detects_starttls_on_a_custom_port(tmp_path, monkeypatch, caps
     assert steps["tls"]["details"]["mode"] == "starttls"
 
 
-def test_expired_certificate(tmp_path, monkeypatch, capsys) -> None:
-    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)
-    cert, key = make_certificate(tmp_path / "expired", ["127.0.0.1"], long_ago, days=30)
+def check_trusting_certificate(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cert: Path,
+    key: Path,
+) -> tuple[int, dict[str, Any]]:
+    """``mailhaven check`` of an implicit-TLS listener serving *cert*, with *cert*
+    given as the trusted CA file; returns (exit code, steps by name)."""
     with mailhaven(tmp_path / "data", tls=TlsConfig(cert=cert, key=key)) as server:
         code, steps, _ = run_check(
             monkeypatch, capsys, "127.0.0.1", "--port", str(server.imaps_port),
             "--cafile", str(cert),
         )  # fmt: skip
+    return code, steps
+
+
+def test_expired_certificate(tmp_path, monkeypatch, capsys) -> None:
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)
+    cert, key = make_certificate(tmp_path / "expired", ["127.0.0.1"], long_ago, days=30)
+    code, steps = check_trusting_certificate(tmp_path, monkeypatch, capsys, cert, key)
     assert code == 1
     assert steps["tls"]["code"] == "certificate-expired"
     assert steps["tls"]["details"]["certificate"]["days_left"] < -300
@@ -302,11 +315,7 @@ def test_expired_certificate(tmp_path, monkeypatch, capsys) -> None:
 def test_certificate_for_another_host_name(tmp_path, monkeypatch, capsys) -> None:
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     cert, key = make_certificate(tmp_path / "other", ["mail.other.test"], now, days=90)
-    with mailhaven(tmp_path / "data", tls=TlsConfig(cert=cert, key=key)) as server:
-        code, steps, _ = run_check(
-            monkeypatch, capsys, "127.0.0.1", "--port", str(server.imaps_port),
-            "--cafile", str(cert),
-        )  # fmt: skip
+    code, steps = check_trusting_certificate(tmp_path, monkeypatch, capsys, cert, key)
     assert code == 1
     assert steps["tls"]["code"] == "certificate-hostname-mismatch"
     assert "mail.other.test" in steps["tls"]["summary"]

@@ -13,14 +13,6 @@ from mailhaven.deflate import DeflateStream
 from tests.support import PASSWORD, ServerThread, insecure_context
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(tmp_path).start()
-    running.add_user("alice")
-    yield running
-    running.stop()
-
-
 class DeflateClient:
     """A byte-level client that speaks raw deflate after COMPRESS, like a real one."""
 

@@ -7,23 +7,9 @@ import datetime
 import re
 from dataclasses import replace
 
-import pytest
-
 from mailhaven.mime import analyze
 from mailhaven.storage.interface import NewMessage
-from tests.support import RawClient, ServerThread
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(tmp_path).start()
-    running.add_user("alice")
-    yield running
-    running.stop()
-
-
-def mail(n: int) -> bytes:
-    return b"Subject: message %d\r\nFrom: a@example.org\r\n\r\nbody %d\r\n" % (n, n)
+from tests.support import RawClient, ServerThread, mail
 
 
 def connect(server: ServerThread) -> RawClient:

@@ -157,6 +157,15 @@ def verify(client: RawClient, worker: int, ledger: Ledger) -> int:
     return checked
 
 
+def verify_all(port: int, ledgers: list[Ledger]) -> int:
+    """:func:`verify` every worker's mailbox over one fresh connection."""
+    checker = RawClient(socket.create_connection(("127.0.0.1", port), timeout=10))
+    checker.login("crash")
+    checked = sum(verify(checker, worker, ledger) for worker, ledger in enumerate(ledgers))
+    checker.close()
+    return checked
+
+
 def start_server(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("a") as stream:
         stream.write("=== start ===\n")
@@ -206,11 +215,7 @@ def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
     checked = acknowledged = 0
     for round_number in range(ROUNDS):
         server = start_server(config, log)
-        checker = RawClient(socket.create_connection(("127.0.0.1", port), timeout=10))
-        checker.login("crash")
-        for worker, ledger in enumerate(ledgers):
-            checked += verify(checker, worker, ledger)
-        checker.close()
+        checked += verify_all(port, ledgers)
         stop = threading.Event()
         threads = [
             threading.Thread(
@@ -230,11 +235,7 @@ def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
             thread.join(timeout=30)
         acknowledged += sum(ledger.acknowledged for ledger in ledgers)
     server = start_server(config, log)
-    checker = RawClient(socket.create_connection(("127.0.0.1", port), timeout=10))
-    checker.login("crash")
-    for worker, ledger in enumerate(ledgers):
-        checked += verify(checker, worker, ledger)
-    checker.close()
+    checked += verify_all(port, ledgers)
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=20) == 0
     text = log.read_text()

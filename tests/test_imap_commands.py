@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.support import PASSWORD, ServerThread
+from tests.support import PASSWORD
 
 MESSAGE = (
     b"From: Alice <alice@example.org>\r\n"
@@ -27,14 +27,6 @@ def message(subject: str, body: str = "Hello", sender: str = "alice@example.org"
         f"From: {sender}\r\nTo: bob@example.org\r\nSubject: {subject}\r\n"
         f"Date: Tue, 1 Mar 2022 09:00:00 +0000\r\n\r\n{body}\r\n"
     ).encode()
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(tmp_path).start()
-    running.add_user("alice")
-    yield running
-    running.stop()
 
 
 @pytest.fixture

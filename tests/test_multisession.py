@@ -5,18 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from imapclient import IMAPClient
 
-from tests.support import PASSWORD, ServerThread
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(tmp_path).start()
-    running.add_user("alice")
-    yield running
-    running.stop()
+from tests.support import PASSWORD, ServerThread, mail
 
 
 def connect(server: ServerThread) -> IMAPClient:
@@ -32,10 +23,6 @@ def wait_for(idler: IMAPClient, wanted, limit: float = 10.0) -> list:
     while time.monotonic() < deadline and not any(wanted(r) for r in seen):
         seen += idler.idle_check(timeout=max(0.1, deadline - time.monotonic()))
     return seen
-
-
-def mail(n: int) -> bytes:
-    return b"Subject: message %d\r\nFrom: a@example.org\r\n\r\nbody %d\r\n" % (n, n)
 
 
 def test_changes_reach_other_session_at_noop(server):

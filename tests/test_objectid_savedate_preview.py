@@ -9,13 +9,11 @@ import json
 import re
 import sqlite3
 
-import pytest
-
 from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import _SCHEMA_V1
-from tests.support import RawClient, ServerThread
+from tests.support import RawClient
 
 PLAIN = b"From: a@example.org\r\nSubject: hi\r\n\r\nHello   there,\r\n\r\n  how\tare you?\r\n"
 HTML_ONLY = (
@@ -26,22 +24,6 @@ ATTACHMENT_ONLY = (
     b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
     b"Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nsecret\r\n--b--\r\n"
 )
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(tmp_path).start()
-    running.add_user("alice")
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def client(server):
-    raw = server.raw()
-    raw.login("alice")
-    yield raw
-    raw.close()
 
 
 def append(client: RawClient, message: bytes, mailbox: bytes = b"INBOX") -> None:

@@ -15,21 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from mailhaven.storage import (
-    DATABASE_FILE,
+from mailhaven.storage import DATABASE_FILE, SqliteStorage, open_storage
+from mailhaven.storage import sqlite as sqlite_backend
+from mailhaven.storage.flags import apply_store, normalize_flags
+from mailhaven.storage.interface import (
     Mailbox,
     MailboxExists,
     MailboxHasChildren,
     MailboxNotFound,
     NewMessage,
-    SqliteStorage,
     StorageError,
     UserExists,
     UserNotFound,
-    open_storage,
 )
-from mailhaven.storage import sqlite as sqlite_backend
-from mailhaven.storage.flags import apply_store, normalize_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UTC = datetime.UTC
@@ -922,7 +920,8 @@ async def test_publish_happens_even_if_the_caller_is_cancelled(storage: SqliteSt
 CHILD = textwrap.dedent(
     """
     import asyncio, datetime, sys
-    from mailhaven.storage import NewMessage, SqliteStorage
+    from mailhaven.storage import SqliteStorage
+    from mailhaven.storage.interface import NewMessage
 
     async def main() -> None:
         storage = SqliteStorage(sys.argv[1])
