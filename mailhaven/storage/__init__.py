@@ -1,35 +1,12 @@
-"""Mail storage: the backend-neutral interface and the embedded SQLite backend."""
+"""Mail storage: the backend-neutral interface (:mod:`.interface`, where its types are
+imported from) and the embedded SQLite backend."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mailhaven.config import Config
-from mailhaven.storage.interface import (
-    ChangeHub,
-    Changes,
-    CopyResult,
-    ImportOrigin,
-    Listener,
-    Mailbox,
-    MailboxCounts,
-    MailboxExists,
-    MailboxHasChildren,
-    MailboxNotFound,
-    MessageContent,
-    MessageObjectData,
-    MessageSummary,
-    NewMessage,
-    OverQuota,
-    QuotaLimits,
-    QuotaUsage,
-    Storage,
-    StorageError,
-    StoreResult,
-    User,
-    UserExists,
-    UserNotFound,
-)
+from mailhaven.storage.interface import QuotaLimits, Storage
 from mailhaven.storage.sqlite import SqliteStorage
 
 DATABASE_FILE = "mailhaven.db"
@@ -45,32 +22,4 @@ def quota_defaults(config: Config) -> QuotaLimits:
     return QuotaLimits(storage=config.quota.default_storage, messages=config.quota.default_messages)
 
 
-__all__ = [
-    "DATABASE_FILE",
-    "ChangeHub",
-    "Changes",
-    "CopyResult",
-    "ImportOrigin",
-    "Listener",
-    "Mailbox",
-    "MailboxCounts",
-    "MailboxExists",
-    "MailboxHasChildren",
-    "MailboxNotFound",
-    "MessageContent",
-    "MessageObjectData",
-    "MessageSummary",
-    "NewMessage",
-    "OverQuota",
-    "QuotaLimits",
-    "QuotaUsage",
-    "SqliteStorage",
-    "Storage",
-    "StorageError",
-    "StoreResult",
-    "User",
-    "UserExists",
-    "UserNotFound",
-    "open_storage",
-    "quota_defaults",
-]
+__all__ = ["DATABASE_FILE", "SqliteStorage", "open_storage", "quota_defaults"]
