@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailhaven.cli import EXIT_FAILED, EXIT_OK, CommandError, _with_storage
 from mailhaven.config import Config
 
 if TYPE_CHECKING:
     from mailhaven.storage.interface import Storage
+
+T = TypeVar("T")
 
 
 def add_security_commands(commands: Any, user_commands: Any) -> None:
@@ -63,39 +66,38 @@ def _utc(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _missing_user(name: str) -> CommandError:
-    return CommandError(f"no such user: {name!r}")
+def _on_account(config: Config, name: str, work: Callable[[Storage], Awaitable[T]]) -> T:
+    """Run *work* on the store, which fails with ``UserNotFound`` when account *name*
+    does not exist; that becomes the command's error message."""
+    from mailhaven.storage.interface import UserNotFound
+
+    async def run(storage: Storage) -> T:
+        try:
+            return await work(storage)
+        except UserNotFound:
+            raise CommandError(f"no such user: {name!r}") from None
+
+    return _with_storage(config, run)
 
 
 # ---------------------------------------------------------------------- switches
 
 
 def _imap_access(arguments: argparse.Namespace, config: Config) -> int:
-    from mailhaven.storage.interface import UserNotFound
-
     enabled = arguments.state == "on"
-
-    async def change(storage: Storage) -> None:
-        try:
-            await storage.set_imap_enabled(arguments.name, enabled)
-        except UserNotFound:
-            raise _missing_user(arguments.name) from None
-
-    _with_storage(config, change)
+    _on_account(
+        config, arguments.name, lambda storage: storage.set_imap_enabled(arguments.name, enabled)
+    )
     print(f"IMAP access of {arguments.name!r} is {arguments.state}")
     return EXIT_OK
 
 
 def _set_disabled(arguments: argparse.Namespace, config: Config) -> int:
-    from mailhaven.storage.interface import UserNotFound
-
-    async def change(storage: Storage) -> None:
-        try:
-            await storage.set_disabled(arguments.name, arguments.disabled)
-        except UserNotFound:
-            raise _missing_user(arguments.name) from None
-
-    _with_storage(config, change)
+    _on_account(
+        config,
+        arguments.name,
+        lambda storage: storage.set_disabled(arguments.name, arguments.disabled),
+    )
     print(f"account {arguments.name!r} {'disabled' if arguments.disabled else 'enabled'}")
     return EXIT_OK
 
@@ -105,7 +107,7 @@ def _set_disabled(arguments: argparse.Namespace, config: Config) -> int:
 
 def _app_password_add(arguments: argparse.Namespace, config: Config) -> int:
     from mailhaven.security import app_passwords
-    from mailhaven.storage.interface import AppPasswordExists, UserNotFound
+    from mailhaven.storage.interface import AppPasswordExists
 
     label = arguments.label
     if not label or not label.isprintable():
@@ -115,46 +117,37 @@ def _app_password_add(arguments: argparse.Namespace, config: Config) -> int:
     async def add(storage: Storage) -> None:
         try:
             await storage.add_app_password(arguments.name, label, app_passwords.digest(password))
-        except UserNotFound:
-            raise _missing_user(arguments.name) from None
         except AppPasswordExists:
             raise CommandError(
                 f"{arguments.name!r} already has an app password {label!r}"
             ) from None
 
-    _with_storage(config, add)
+    _on_account(config, arguments.name, add)
     print(f"app password {label!r} of {arguments.name!r} (shown only now): {password}")
     return EXIT_OK
 
 
 def _app_password_list(arguments: argparse.Namespace, config: Config) -> int:
-    from mailhaven.storage.interface import AppPassword, UserNotFound
-
-    async def listing(storage: Storage) -> list[AppPassword]:
-        try:
-            return await storage.app_passwords(arguments.name)
-        except UserNotFound:
-            raise _missing_user(arguments.name) from None
-
-    for app_password in _with_storage(config, listing):
+    listing = _on_account(
+        config, arguments.name, lambda storage: storage.app_passwords(arguments.name)
+    )
+    for app_password in listing:
         print(f"{app_password.label}\tcreated {_utc(app_password.created)}")
     return EXIT_OK
 
 
 def _app_password_revoke(arguments: argparse.Namespace, config: Config) -> int:
-    from mailhaven.storage.interface import AppPasswordNotFound, UserNotFound
+    from mailhaven.storage.interface import AppPasswordNotFound
 
     async def revoke(storage: Storage) -> None:
         try:
             await storage.revoke_app_password(arguments.name, arguments.label)
-        except UserNotFound:
-            raise _missing_user(arguments.name) from None
         except AppPasswordNotFound:
             raise CommandError(
                 f"{arguments.name!r} has no app password {arguments.label!r}"
             ) from None
 
-    _with_storage(config, revoke)
+    _on_account(config, arguments.name, revoke)
     print(f"app password {arguments.label!r} of {arguments.name!r} revoked")
     return EXIT_OK
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from imapclient import IMAPClient
 
 from mailhaven.codec.mailbox_names import canonical_mailbox
+from mailhaven.mailflow.importer import ensure_mailbox
 from mailhaven.mailflow.messages import prepare
 from mailhaven.mailflow.progress import Report
 from mailhaven.storage.flags import RECENT
@@ -131,19 +132,12 @@ async def _import_folder(
     uids = await asyncio.to_thread(client.search, "ALL")
     done = await storage.imported_uids(user.id, source.key, remote, uidvalidity)
     todo = sorted(set(uids) - done)
-    mailbox = await _mailbox(storage, user, local)
+    mailbox = await ensure_mailbox(storage, user, local)
     report.folder(local)
     for start in range(0, len(todo), BATCH_MESSAGES):
         chunk = todo[start : start + BATCH_MESSAGES]
         fetched = await asyncio.to_thread(client.fetch, chunk, FETCH_ITEMS)
         await _store(storage, mailbox, source, remote, uidvalidity, chunk, fetched, report)
-
-
-async def _mailbox(storage: Storage, user: User, name: str) -> Mailbox:
-    mailbox = await storage.get_mailbox(user.id, name)
-    if mailbox is None or not mailbox.selectable:
-        mailbox = await storage.create_mailbox(user.id, name)
-    return mailbox
 
 
 async def _store(

@@ -65,7 +65,7 @@ async def import_folders(
 ) -> None:
     for folder in folders:
         name = canonical_mailbox(folder.name)
-        mailbox = await _mailbox(storage, user, name)
+        mailbox = await ensure_mailbox(storage, user, name)
         report.folder(name)
         keep_uids = await _adopt_uids(storage, mailbox, folder, report)
         # Messages not in dovecot-uidlist yet get UIDs from its next UID on.
@@ -76,7 +76,8 @@ async def import_folders(
             await storage.append_with_uids(mailbox.id, [], [], uidnext_at_least=uidnext)
 
 
-async def _mailbox(storage: Storage, user: User, name: str) -> Mailbox:
+async def ensure_mailbox(storage: Storage, user: User, name: str) -> Mailbox:
+    """The selectable mailbox *name* of *user*, created when missing."""
     mailbox = await storage.get_mailbox(user.id, name)
     if mailbox is None or not mailbox.selectable:
         mailbox = await storage.create_mailbox(user.id, name)

@@ -20,8 +20,7 @@ from mailhaven.mime import sections
 from mailhaven.mime.bodystructure import body, bodystructure
 from mailhaven.mime.envelope import envelope
 from mailhaven.mime.headers import decode_text, find_value, parse_fields, unfold
-from mailhaven.mime.preview import preview_text
-from mailhaven.mime.rfc822 import parse_content_type
+from mailhaven.mime.preview import part_charset, preview_text
 from mailhaven.mime.sortkeys import SortData, sort_data
 from mailhaven.mime.structure import LEAF, Part, parse_structure
 
@@ -128,17 +127,8 @@ def _body_text(raw: bytes, root: Part) -> str:
         # An undecodable part is searched as it is rather than not at all.
         with contextlib.suppress(sections.UnknownCTE):
             content = sections.decode_body(part, content)
-        texts.append(_decode_charset(content, _charset(raw, part)))
+        texts.append(_decode_charset(content, part_charset(raw, part)))
     return "\n".join(texts)
-
-
-def _charset(raw: bytes, part: Part) -> str:
-    value = find_value(parse_fields(raw, part.header_start, part.body_start), b"content-type")
-    if value is not None:
-        for name, param in parse_content_type(value).params:
-            if name.lower() == b"charset":
-                return param.decode("latin-1")
-    return "us-ascii"
 
 
 def _decode_charset(content: bytes, charset: str) -> str:

@@ -43,7 +43,7 @@ def preview_text(raw: bytes, root: Part, decode: Callable[[bytes, str], str]) ->
     content = raw[chosen.body_start : chosen.body_end]
     with contextlib.suppress(sections.UnknownCTE):
         content = sections.decode_body(chosen, content)
-    text = decode(content, _charset(raw, chosen))
+    text = decode(content, part_charset(raw, chosen))
     if chosen is markup:
         text = _strip_html(text)
     return " ".join(text.split())[:PREVIEW_LENGTH]
@@ -69,7 +69,8 @@ def _is_attachment(raw: bytes, part: Part) -> bool:
     return value is not None and parse_disposition(value)[0].lower() == b"attachment"
 
 
-def _charset(raw: bytes, part: Part) -> str:
+def part_charset(raw: bytes, part: Part) -> str:
+    """The charset parameter of *part*'s Content-Type (RFC 2045 section 5.2 default)."""
     value = _header(raw, part, b"content-type")
     if value is not None:
         for name, param in parse_content_type(value).params:

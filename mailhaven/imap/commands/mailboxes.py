@@ -11,7 +11,7 @@ from mailhaven.imap import condstore
 from mailhaven.imap.commands.listing import list_response_for
 from mailhaven.imap.mailbox_status import mailbox_id_value, status_response
 from mailhaven.imap.selected import SelectedMailbox
-from mailhaven.imap.session import Session, bad, no, untagged_ok
+from mailhaven.imap.session import CommandFailed, Session, bad, no, untagged_ok
 from mailhaven.storage.interface import MailboxExists, MailboxHasChildren, MailboxNotFound
 
 SEPARATOR = "/"
@@ -87,6 +87,14 @@ def check_new_name(name: str) -> str:
     return name
 
 
+def _already_exists(name: str) -> CommandFailed:
+    return no(f"Mailbox {name!r} already exists", b"ALREADYEXISTS")
+
+
+def _nonexistent(name: str) -> CommandFailed:
+    return no(f"Mailbox {name!r} does not exist", b"NONEXISTENT")
+
+
 async def create(session: Session, command: c.Create) -> Tagged:
     name = check_new_name(session.decode_mailbox_name(command.mailbox))
     if name == "INBOX":
@@ -99,7 +107,7 @@ async def create(session: Session, command: c.Create) -> Tagged:
             session.require_user().id, name, tuple(command.special_use)
         )
     except MailboxExists:
-        raise no(f"Mailbox {name!r} already exists", b"ALREADYEXISTS") from None
+        raise _already_exists(name) from None
     # RFC 8474 section 4.1
     code = b"MAILBOXID " + mailbox_id_value(created.object_id)
     return Tagged(command.tag, "OK", "CREATE completed", code)
@@ -114,7 +122,7 @@ async def delete(session: Session, command: c.Delete) -> Tagged:
     try:
         await session.storage.delete_mailbox(session.require_user().id, name)
     except MailboxNotFound:
-        raise no(f"Mailbox {name!r} does not exist", b"NONEXISTENT") from None
+        raise _nonexistent(name) from None
     except MailboxHasChildren:
         raise no(f"Mailbox {name!r} has inferior mailboxes", b"INUSE") from None
     return Tagged(command.tag, "OK", "DELETE completed")
@@ -128,9 +136,9 @@ async def rename(session: Session, command: c.Rename) -> Tagged:
     try:
         await session.storage.rename_mailbox(session.require_user().id, old, new)
     except MailboxNotFound:
-        raise no(f"Mailbox {old!r} does not exist", b"NONEXISTENT") from None
+        raise _nonexistent(old) from None
     except MailboxExists:
-        raise no(f"Mailbox {new!r} already exists", b"ALREADYEXISTS") from None
+        raise _already_exists(new) from None
     return Tagged(command.tag, "OK", "RENAME completed")
 
 
