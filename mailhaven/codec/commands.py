@@ -54,9 +54,6 @@ class SequenceSet:
                 merged.append((a, b))
         return merged
 
-    def contains(self, number: int, largest: int) -> bool:
-        return any(a <= number <= b for a, b in self.resolve(largest))
-
 
 # --------------------------------------------------------------------------- fetch
 

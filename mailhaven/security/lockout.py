@@ -45,7 +45,6 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class FailureOutcome:
-    delay_seconds: float
     new_blocks: tuple[AuthBlock, ...]
 
 
@@ -110,7 +109,7 @@ class Lockout:
     async def failed(self, ip: str, username: str) -> FailureOutcome:
         """Record a failure, block when a threshold is reached, then wait the penalty."""
         if self.is_trusted(ip):
-            return FailureOutcome(0.0, ())
+            return FailureOutcome(())
         config = self.config
         now = self.clock()
         account = account_key(username)
@@ -134,7 +133,7 @@ class Lockout:
             await self.storage.add_auth_block(block)
         delay = self.penalty(ip_failures)
         await self.sleep(delay)
-        return FailureOutcome(delay, tuple(blocks))
+        return FailureOutcome(tuple(blocks))
 
     def penalty(self, failures: int) -> float:
         """Seconds to wait before answering the *failures*-th failure."""

@@ -476,9 +476,6 @@ class Storage(ABC):
         to *account* since *account_since*, this one included."""
 
     @abstractmethod
-    async def auth_failure_count(self, ip: str, since: float) -> int: ...
-
-    @abstractmethod
     async def add_auth_block(self, block: AuthBlock) -> None:
         """Add a block, or extend an existing one of the same kind and key."""
 

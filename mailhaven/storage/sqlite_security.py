@@ -122,9 +122,6 @@ class SecurityStoreMixin:
     ) -> tuple[int, int]:
         return await self._write(_record_failure, ip, account, at, ip_since, account_since)
 
-    async def auth_failure_count(self, ip: str, since: float) -> int:
-        return await self._read(_ip_failure_count, ip, since)
-
     async def add_auth_block(self, block: AuthBlock) -> None:
         await self._write(_add_block, block)
 
@@ -223,13 +220,6 @@ def _record_failure(
         "SELECT count(*) FROM auth_failures WHERE account = ? AND at >= ?", (account, account_since)
     ).fetchone()
     return ip_count, account_count
-
-
-def _ip_failure_count(conn: sqlite3.Connection, ip: str, since: float) -> int:
-    (count,) = conn.execute(
-        "SELECT count(*) FROM auth_failures WHERE ip = ? AND at >= ?", (ip, since)
-    ).fetchone()
-    return count
 
 
 def _add_block(tx: _Transaction, block: AuthBlock) -> None:
