@@ -36,7 +36,9 @@ async def logout(session: Session, command: c.Logout) -> Tagged | None:
 async def id_command(session: Session, command: c.Id) -> Tagged:
     """RFC 2971 section 3.1: log what the client says about itself, answer ours."""
     if command.params:
-        session.log.info("client id %s", dict(command.params))
+        session.log.info(
+            "client id %s", " ".join(f"{name}={value!r}" for name, value in command.params)
+        )
     fields = [("name", "Mailhaven"), ("version", __version__)]
     payload = b"ID " + wire.paren(
         wire.string(key) + b" " + wire.string(value) for key, value in fields

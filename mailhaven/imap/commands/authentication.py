@@ -42,7 +42,7 @@ async def starttls(session: Session, command: c.StartTLS) -> None:
     if session.channel.secure:
         raise bad("TLS is already active")
     if not session.channel.tls_available:
-        raise no("TLS is not configured on this listener")
+        raise no("TLS is not configured on this listener", b"CANNOT")
     await session.send(Tagged(command.tag, "OK", "Begin TLS negotiation now"))
     await session.channel.start_tls()
 
@@ -203,9 +203,9 @@ async def _upgrade_hash(session: Session, user: User, secret: str) -> None:
         if credentials is not None:
             await session.storage.set_scram_credentials(user.name, credentials)
     except StorageError as error:  # the old hash still works; try again next login
-        session.log.warning("password hash of user=%r not upgraded: %s", user.name, error)
+        session.log.warning("password hash not upgraded user=%r error=%r", user.name, str(error))
         return
-    session.log.info("password hash of user=%r upgraded to argon2id", user.name)
+    session.log.info("password hash upgraded user=%r scheme=argon2id", user.name)
 
 
 async def _password_matches(session: Session, user: User | None, secret: str) -> bool:
