@@ -197,6 +197,11 @@ class Connection:
             reason = str(closed) or "client closed the connection"
         except (ConnectionError, ssl.SSLError) as error:
             reason = f"connection error: {error}"
+        except Exception:
+            # A bug outside any command (commands answer NO [SERVERBUG] themselves):
+            # log it and end this connection without disturbing the others.
+            self.log.exception("connection failed")
+            reason = "internal error"
         finally:
             if self.session.user is not None:
                 self.session.context.connections.release_login(self.session.user.id)

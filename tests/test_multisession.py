@@ -134,3 +134,26 @@ def test_concurrent_appends_get_distinct_uids(server):
     for t in threads:
         t.join()
     assert sorted(uids) == list(range(1, 41))
+
+
+def test_selected_mailbox_deleted_by_another_session(server):
+    """RFC 2180 section 3.2: to a session with the mailbox selected, its messages
+    are expunged; the session goes on working."""
+    phone, laptop = server.raw(), server.raw()
+    phone.login("alice")
+    laptop.login("alice")
+    laptop.command(b"c", b"CREATE Box")
+    laptop.command(b"a", b"APPEND Box {%d+}\r\n%s" % (len(mail(1)), mail(1)))
+    phone.command(b"s", b"SELECT Box")
+    assert laptop.command(b"d", b"DELETE Box")[-1].startswith(b"d OK")
+    assert phone.command(b"f", b"UID FETCH 1 (FLAGS)") == [
+        b"* 1 FETCH (FLAGS (\\Recent) UID 1)",  # from the view, before the refresh
+        b"* 1 EXPUNGE",
+        b"* 0 RECENT",
+        b"f OK FETCH completed",
+    ]
+    lines = phone.command(b"t", b"UID STORE 1:* +FLAGS (\\Seen)")
+    assert lines == [b"t NO [NONEXISTENT] The mailbox no longer exists"]
+    lines = phone.command(b"x", b"APPEND Box {%d+}\r\n%s" % (len(mail(2)), mail(2)))
+    assert lines[-1].startswith(b"x NO [TRYCREATE]")
+    assert phone.command(b"i", b"SELECT INBOX")[-1].startswith(b"i OK")

@@ -34,6 +34,7 @@ from mailhaven.imap.commands import (
     store,
 )
 from mailhaven.imap.session import CommandFailed, Session, State
+from mailhaven.storage.interface import MailboxNotFound
 
 Handler = Callable[[Session, Any], Awaitable[Tagged | None]]
 
@@ -102,6 +103,9 @@ async def execute(session: Session, command: c.Command) -> None:
         tagged = Tagged(command.tag, failure.status, failure.text, failure.code)
     except (ConnectionError, ssl.SSLError):
         raise  # the connection is gone (a failed STARTTLS handshake): nobody to answer
+    except MailboxNotFound:
+        # Typically the selected mailbox, deleted by another session meanwhile.
+        tagged = Tagged(command.tag, "NO", "The mailbox no longer exists", b"NONEXISTENT")
     except Exception:
         session.log.exception("command %s failed", spec.name)
         tagged = Tagged(command.tag, "NO", "Internal server error, logged", b"SERVERBUG")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import SequenceSet
-from mailhaven.storage.interface import Mailbox, MessageSummary, Storage
+from mailhaven.storage.interface import Mailbox, MailboxNotFound, MessageSummary, Storage
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
@@ -168,7 +168,13 @@ class SelectedMailbox:
 
     async def refresh(self, storage: Storage) -> None:
         """Fold everything the store recorded after ``known_modseq`` into the view."""
-        changes = await storage.changes_since(self.mailbox.id, self.known_modseq)
+        try:
+            changes = await storage.changes_since(self.mailbox.id, self.known_modseq)
+        except MailboxNotFound:
+            # Another session deleted the mailbox: to this session every message is
+            # expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed.
+            self._pending_expunges.update(self.summaries)
+            return
         if changes.highest_modseq <= self.known_modseq:
             return
         new_uids: list[int] = []
