@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,9 +120,11 @@ def targets(
     return chosen
 
 
-async def run_scenarios(target: Target, settings: Settings, names: list[str]) -> dict:
+async def run_scenarios(
+    target: Target, settings: Settings, names: list[str], results: dict[str, dict]
+) -> None:
+    """Fills *results* scenario by scenario, so an interrupted run keeps what it has."""
     run = Run(target, settings)
-    results: dict[str, dict] = {}
     for name in names:
         print(f"  {target.name}: {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -136,6 +139,8 @@ async def run_scenarios(target: Target, settings: Settings, names: list[str]) ->
             results[name] = {"failed": f"{type(error).__name__}: {error}"}
         else:
             results[name] = {"figures": [vars(figure) for figure in figures]}
+            for figure in figures:
+                print(f"    {figure.name}: {_format(figure.value)} {figure.unit}", file=sys.stderr)
         print(
             f"  {target.name}: {name} done in {time.perf_counter() - started:.1f}s",
             file=sys.stderr,
@@ -143,7 +148,6 @@ async def run_scenarios(target: Target, settings: Settings, names: list[str]) ->
         )
         if name == "append" and "figures" not in results[name]:
             break  # nothing to read without the corpus
-    return results
 
 
 def _prepare_machine(arguments: argparse.Namespace) -> list[str]:
@@ -255,6 +259,10 @@ def _format(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     names = [name for name in arguments.scenarios.split(",") if name]
@@ -273,13 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir.chmod(0o755)  # Dovecot's unprivileged processes read their files below it
     all_results: dict[str, dict] = {}
     target_notes: dict[str, list[str]] = {}
+    # SIGTERM (and Ctrl-C) stop the run cleanly: the servers are stopped and the
+    # figures measured so far are still printed and written.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         for label, context in targets(arguments, accounts, workdir):
             (workdir / label).mkdir(exist_ok=True)
             print(f"{label}: starting", file=sys.stderr, flush=True)
             with context as target:
-                all_results[label] = asyncio.run(run_scenarios(target, settings, names))
                 target_notes[label] = target.notes
+                all_results[label] = {}
+                asyncio.run(run_scenarios(target, settings, names, all_results[label]))
+    except KeyboardInterrupt:
+        notes.append("interrupted: the figures are those measured before the interruption")
     finally:
         if arguments.keep:
             print(f"kept {workdir}", file=sys.stderr)

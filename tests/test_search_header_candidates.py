@@ -73,3 +73,15 @@ def test_decoded_non_ascii_address_and_combined_keys(client):
     assert typ == "OK" and data == [b"4"]
     assert search(client, "OR", "FROM", "carol", "SUBJECT", "minutes") == [2, 3]
     assert search(client, "SUBJECT", "quarterly", "NOT", "FROM", "carol") == [4]
+
+
+def test_index_restricted_search_keeps_sequence_numbers_after_expunge(client):
+    typ, data = client.store("1", "+FLAGS", "(\\Deleted)")
+    assert typ == "OK", data
+    client.expunge()
+    # Messages 2-4 are now 1-3; only the indexed hits are evaluated.
+    assert search(client, "BODY", "attached") == [1]
+    assert search(client, "OR", "BODY", "attached", "SUBJECT", "review") == [1, 3]
+    assert search(client, "BODY", "nothing", "SUBJECT", "minutes") == [2]
+    typ, data = client.uid("SEARCH", "SUBJECT", "quarterly")
+    assert typ == "OK" and data == [b"2 4"]

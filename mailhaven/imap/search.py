@@ -57,6 +57,7 @@ class _Context:
     saved: set[int]
     now: datetime.datetime
     text_hits: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    header_hits: dict[str, set[int]] = field(default_factory=dict)  # needle: candidates
 
 
 async def matching_uids(
@@ -77,11 +78,14 @@ async def matching_uids(
     predicate = _compile(key, context)
     needs_headers = _uses(key, _HEADER_KEYS)
     needs_objects = _uses(key, _OBJECT_KEYS)
-    candidates = await _header_candidates(storage, view, key) if needs_headers else None
+    candidates = await _header_candidates(storage, view, key, context) if needs_headers else None
+    numbered = _numbered_messages(view, _required_uids(key, context))
     matches: list[int] = []
-    for start in range(0, len(view.uids), BATCH):
-        batch = view.uids[start : start + BATCH]
-        messages = [_Message(start + i + 1, view.summaries[uid]) for i, uid in enumerate(batch)]
+    for start in range(0, len(numbered), BATCH):
+        messages = [
+            _Message(number, view.summaries[uid]) for number, uid in numbered[start : start + BATCH]
+        ]
+        batch = [message.summary.uid for message in messages]
         to_load = batch if candidates is None else [uid for uid in batch if uid in candidates]
         if needs_headers and to_load:
             contents = await storage.fetch_content(
@@ -102,19 +106,52 @@ async def matching_uids(
     return matches
 
 
+def _numbered_messages(view: SelectedMailbox, required: set[int] | None) -> list[tuple[int, int]]:
+    """(sequence number, UID) of the messages to evaluate, in sequence order: all of
+    them, or only those in *required* (UIDs ascend with sequence numbers)."""
+    if required is None:
+        return list(enumerate(view.uids, start=1))
+    numbered = ((view.sequence_number(uid), uid) for uid in sorted(required))
+    return [(number, uid) for number, uid in numbered if number is not None]
+
+
+def _required_uids(key: SearchKey, context: _Context) -> set[int] | None:
+    """A set of UIDs outside which no message can match *key*, or None when any
+    message may: text keys need an index hit, header keys a header candidate, and
+    AND/OR combine those.  SEARCH of a rare word then looks at its few hits instead
+    of every message of the mailbox."""
+    op, args = key.op, key.args
+    if op in _TEXT_KEYS:
+        return context.text_hits[(op, args)]  # type: ignore[index]
+    if op in _ADDRESS_KEYS:
+        return context.header_hits.get(str(args))
+    if op == "HEADER":
+        return context.header_hits.get(args[1])  # type: ignore[index]
+    if op == "AND":
+        parts = [_required_uids(child, context) for child in args]  # type: ignore[union-attr]
+        known = [part for part in parts if part is not None]
+        return set.intersection(*known) if known else None
+    if op == "OR":
+        left, right = (_required_uids(child, context) for child in args)  # type: ignore[union-attr]
+        return None if left is None or right is None else left | right
+    return None
+
+
 async def _header_candidates(
-    storage: Storage, view: SelectedMailbox, key: SearchKey
+    storage: Storage, view: SelectedMailbox, key: SearchKey, context: _Context
 ) -> set[int] | None:
     """The only messages a header key can match, or None when every message's header
     is needed (SENT* keys).  Sound because the indexed header text is each top-level
     field's decoded value (the same decoding the field check uses), casefolded: a
     field containing the needle puts the needle in that text."""
+    for needle in _header_needles(key):
+        if needle not in context.header_hits:
+            context.header_hits[needle] = await storage.search_text(
+                view.mailbox.id, needle, headers=True
+            )
     if _uses(key, _SENT_KEYS):
         return None
-    candidates: set[int] = set()
-    for needle in _header_needles(key):
-        candidates |= await storage.search_text(view.mailbox.id, needle, headers=True)
-    return candidates
+    return set().union(*context.header_hits.values())
 
 
 def _header_needles(key: SearchKey) -> list[str]:
