@@ -100,14 +100,19 @@ class SupervisorLink:
 
     async def receive(self, hub: RelayingChangeHub, registry: SharedConnectionRegistry) -> None:
         """Apply what the other workers send until the supervisor goes away."""
-        while line := await self._reader.readline():
-            message = parse_line(line)
-            if message is None:
-                log.warning("unexpected message from the supervisor: %r", line[:100])
-            elif message[0] == CHANGED:
-                hub.publish_from_elsewhere(message[3])
-            else:
-                registry.apply_elsewhere(message[1], message[2], message[3])
+        with contextlib.suppress(ConnectionError):
+            while line := await self._reader.readline():
+                self._apply(line, hub, registry)
+
+    @staticmethod
+    def _apply(line: bytes, hub: RelayingChangeHub, registry: SharedConnectionRegistry) -> None:
+        message = parse_line(line)
+        if message is None:
+            log.warning("unexpected message from the supervisor: %r", line[:100])
+        elif message[0] == CHANGED:
+            hub.publish_from_elsewhere(message[3])
+        else:
+            registry.apply_elsewhere(message[1], message[2], message[3])
 
     def close(self) -> None:
         self._writer.close()

@@ -188,6 +188,12 @@ def test_killed_worker_is_restarted_and_serves(server: ServeProcess) -> None:
         client.logout()
 
 
+def test_sighup_reloads_the_certificate_in_every_worker(server: ServeProcess) -> None:
+    mark = len(server.lines)
+    server.process.send_signal(signal.SIGHUP)
+    assert until(lambda: "".join(server.lines[mark:]).count("tls certificate reloaded") == 2)
+
+
 def test_sigterm_stops_all_workers_with_exit_code_0(server: ServeProcess) -> None:
     workers = server.worker_pids().values()
     server.process.send_signal(signal.SIGTERM)
