@@ -48,6 +48,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default="mailhaven",
         help='"mailhaven" (start one, the default) or HOST:PORT of a running server',
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of a started Mailhaven"
+    )
     parser.add_argument("--user", default="bench")
     parser.add_argument("--password", default="bench-password-1")
     parser.add_argument("--user2", default="bench2", help="LMTP recipient")
@@ -112,7 +115,9 @@ def targets(
 ) -> list[tuple[str, AbstractContextManager[Target]]]:
     chosen: list[tuple[str, AbstractContextManager[Target]]] = []
     if arguments.server == "mailhaven":
-        chosen.append(("mailhaven", servers.mailhaven(accounts, workdir / "mailhaven")))
+        chosen.append(
+            ("mailhaven", servers.mailhaven(accounts, workdir / "mailhaven", arguments.workers))
+        )
     else:
         chosen.append((arguments.server, _running_server(arguments, accounts)))
     if arguments.reference == "dovecot":

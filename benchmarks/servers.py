@@ -118,7 +118,7 @@ def _mailhaven_supports_lmtp() -> bool:
 
 
 @contextlib.contextmanager
-def mailhaven(accounts: list[Account], workdir: Path) -> Iterator[Target]:
+def mailhaven(accounts: list[Account], workdir: Path, workers: int = 1) -> Iterator[Target]:
     data = workdir / "mailhaven-data"
     data.mkdir()
     imap_port = free_port()
@@ -132,6 +132,8 @@ def mailhaven(accounts: list[Account], workdir: Path) -> Iterator[Target]:
     ]
     if lmtp_port is not None:
         config.append(f'[lmtp]\nlisten = "127.0.0.1:{lmtp_port}"')
+    if workers > 1:
+        config.append(f"[server]\nworkers = {workers}")
     config_file = workdir / "mailhaven.toml"
     config_file.write_text("\n".join(config) + "\n")
     command = [sys.executable, "-m", "mailhaven", "--config", str(config_file)]

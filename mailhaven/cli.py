@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lmtp", metavar="HOST:PORT", help='LMTP delivery listener, "unix:PATH", or "off"'
     )
     serve.add_argument(
+        "--workers", type=int, metavar="N", help="server processes sharing the listeners"
+    )
+    serve.add_argument(
         "--demo", action="store_true", help='create the account "demo" if it does not exist'
     )
     serve.set_defaults(handler=_serve)
@@ -134,6 +137,8 @@ def _overrides(arguments: argparse.Namespace) -> dict[str, object]:
         value = getattr(arguments, flag, None)
         if value is not None:
             overrides[key] = value
+    if getattr(arguments, "workers", None) is not None:
+        overrides["server.workers"] = arguments.workers
     return overrides
 
 
@@ -359,6 +364,10 @@ def _serve(arguments: argparse.Namespace, config: Config) -> int:
     from mailhaven.server import run
 
     try:
+        if config.workers > 1:
+            from mailhaven.workers import supervise
+
+            return supervise(config)
         return run(config)
     except OSError as error:  # typically a port in use or a privileged port
         raise CommandError(f"cannot serve: {error}") from None

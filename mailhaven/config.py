@@ -108,6 +108,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     lockout: LockoutConfig = field(default_factory=LockoutConfig)
+    # Server processes sharing the listeners and the store (mailhaven/workers.py).
+    workers: int = 1
 
     @property
     def tls_dir(self) -> Path:
@@ -313,6 +315,7 @@ _SCHEMA: dict[str, Check] = {
     "lockout.delay_base_ms": _integer_at_least(0),
     "lockout.delay_max_ms": _integer_at_least(0),
     "lockout.trusted_networks": _networks,
+    "server.workers": _integer_at_least(1),
 }
 _TABLES = {key.split(".")[0] for key in _SCHEMA if "." in key}
 
@@ -382,6 +385,7 @@ def _build(checked: dict[str, Any]) -> Config:
         ("imap.idle_keepalive_seconds", "idle_keepalive_seconds"),
         ("lmtp.listen", "lmtp_listen"),
         ("lmtp.domains", "lmtp_domains"),
+        ("server.workers", "workers"),
     ):
         if key in checked:
             top_level[name] = checked[key]

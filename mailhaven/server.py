@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from mailhaven.imap.dispatch import execute
 from mailhaven.imap.session import ServerContext, Session, State
 from mailhaven.logs import new_session_id, session_logger
 from mailhaven.mailflow.lmtp import LmtpListener, start_lmtp
+from mailhaven.security.connections import ConnectionRegistry
 from mailhaven.storage import open_storage, quota_defaults
 from mailhaven.storage.interface import Storage
 from mailhaven.tls import context_for
@@ -187,7 +190,12 @@ class Connection:
     # ------------------------------------------------------------- the loop
 
     async def run(self) -> None:
-        self.log.info("connect client=%s tls=%s", self._peer, "implicit" if self._secure else "no")
+        self.log.info(
+            "connect client=%s tls=%s pid=%d",
+            self._peer,
+            "implicit" if self._secure else "no",
+            os.getpid(),
+        )
         reason = "logout"
         try:
             greeting_code = capability_code(self.session)
@@ -303,6 +311,13 @@ def _limits(config: Config) -> Limits:
     )
 
 
+def _where_to_listen(address: tuple[str, int], prebound: socket.socket | None) -> dict[str, Any]:
+    """The keyword arguments of ``create_server`` for *address* or a bound socket."""
+    if prebound is not None:
+        return {"sock": prebound}
+    return {"host": address[0], "port": address[1]}
+
+
 def _tls_description(writer: asyncio.StreamWriter) -> str:
     ssl_object = writer.get_extra_info("ssl_object")
     if ssl_object is None:
@@ -361,6 +376,10 @@ class Server:
     _connections: dict[asyncio.Task[None], Connection] = field(default_factory=dict)
     lmtp: LmtpListener | None = None
     _handshakes: set[asyncio.Task[None]] = field(default_factory=set)
+    # A worker process (mailhaven/workers.py) serves on sockets its supervisor bound
+    # ("imap", "imaps", "lmtp"), and counts connections with the other workers.
+    prebound: dict[str, socket.socket] = field(default_factory=dict)
+    connections: ConnectionRegistry | None = None
 
     async def start(self) -> None:
         if self.storage is None:
@@ -368,6 +387,8 @@ class Server:
         self.storage.quota_defaults = quota_defaults(self.config)
         await self.storage.open()
         self.context = ServerContext(self.storage, self.config)
+        if self.connections is not None:
+            self.context.connections = self.connections
         self.tls_context = context_for(self.config)
         loop = asyncio.get_running_loop()
         for name, address, implicit in (
@@ -376,19 +397,23 @@ class Server:
         ):
             if address is None:
                 continue
+            where = _where_to_listen(address, self.prebound.get(name))
             if implicit:
-                server = await loop.create_server(
-                    lambda: _HeldConnection(self), address[0], address[1]
-                )
+                server = await loop.create_server(lambda: _HeldConnection(self), **where)
             else:
-                server = await asyncio.start_server(self._handle_cleartext, address[0], address[1])
+                server = await asyncio.start_server(self._handle_cleartext, **where)
             self._servers.append(server)
             host, port = server.sockets[0].getsockname()[:2]
             self.addresses[name] = (host, port)
             kind = "implicit TLS" if implicit else "STARTTLS"
-            log.info("listening %s on %s:%d (%s)", name, host, port, kind)
+            # A supervisor already announced the sockets it bound, once for all workers.
+            log.log(
+                logging.DEBUG if self.prebound else logging.INFO,
+                "listening %s on %s:%d (%s)",
+                *(name, host, port, kind),
+            )
         if self.config.lmtp_listen is not None:
-            self.lmtp = await start_lmtp(self.storage, self.config)
+            self.lmtp = await start_lmtp(self.storage, self.config, self.prebound.get("lmtp"))
 
     def reload_tls(self) -> None:
         """Load the certificate and key again (SIGHUP).  New handshakes use them;

@@ -147,6 +147,7 @@ def test_host_port_parsing(text: str, expected: tuple[str, int]) -> None:
         ("[limits]\nmax_lines = 3", "limits.max_lines", "unknown setting"),
         ("[smtp]\nlisten = '127.0.0.1:25'", "smtp", "unknown setting"),
         ("imap = 'off'", "imap", "expected a table"),
+        ("[server]\nworkers = 0", "server.workers", "too small"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str, key: str, problem: str) -> None:

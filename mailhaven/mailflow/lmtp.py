@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +126,11 @@ class LmtpListener:
         await self.server.wait_closed()
 
 
-async def start_lmtp(storage: Storage, config: Config) -> LmtpListener:
-    """Listen on ``config.lmtp_listen`` (HOST:PORT or a unix socket path)."""
+async def start_lmtp(
+    storage: Storage, config: Config, prebound: socket.socket | None = None
+) -> LmtpListener:
+    """Listen on ``config.lmtp_listen`` (HOST:PORT or a unix socket path), or on the
+    socket a supervisor bound there for its worker processes (*prebound*)."""
     # aiosmtpd logs every connection at INFO; the delivery lines above say more.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = DeliveryHandler(storage, config.lmtp_domains)
@@ -146,13 +150,20 @@ async def start_lmtp(storage: Storage, config: Config) -> LmtpListener:
         return protocol
 
     address = config.lmtp_listen
-    if isinstance(address, Path):
+    assert address is not None, "the caller starts LMTP only when it is configured"
+    if prebound is not None and prebound.family == socket.AF_UNIX:
+        server = await loop.create_unix_server(new_protocol, sock=prebound)
+    elif prebound is not None:
+        server = await loop.create_server(new_protocol, sock=prebound)
+    elif isinstance(address, Path):
         server = await loop.create_unix_server(new_protocol, str(address))
+    else:
+        server = await loop.create_server(new_protocol, address[0], address[1])
+    if isinstance(address, Path):
         description = f"unix:{address}"
     else:
-        assert address is not None, "the caller starts LMTP only when it is configured"
-        server = await loop.create_server(new_protocol, address[0], address[1])
         host, port = server.sockets[0].getsockname()[:2]
         description = f"{host}:{port}"
-    log.info("listening lmtp on %s", description)
+    # A supervisor already announced the socket it bound, once for all its workers.
+    log.log(logging.DEBUG if prebound else logging.INFO, "listening lmtp on %s", description)
     return LmtpListener(server, description, protocols)
