@@ -18,6 +18,7 @@ that into responses at a point where the protocol allows them:
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -62,7 +63,7 @@ class SelectedMailbox:
             readonly=readonly,
             uids=[s.uid for s in summaries],
             summaries={s.uid: s for s in summaries},
-            known_modseq=max([mailbox.highest_modseq, *(s.modseq for s in summaries)], default=0),
+            known_modseq=max(mailbox.highest_modseq, max((s.modseq for s in summaries), default=0)),
             recent=recent,
         )
         view.keywords = view._all_keywords()
@@ -127,13 +128,6 @@ class SelectedMailbox:
 
     # ------------------------------------------------------------- flags
 
-    def flags_of(self, uid: int) -> list[str]:
-        summary = self.summaries[uid]
-        flags = sorted(summary.flags, key=_flag_order)
-        if uid in self.recent:
-            flags.append("\\Recent")
-        return flags
-
     def flags_response(self) -> responses.Data:
         return responses.flags([*SYSTEM_FLAGS, *sorted(self.keywords)])
 
@@ -141,8 +135,16 @@ class SelectedMailbox:
         names = [*SYSTEM_FLAGS, *sorted(self.keywords), "\\*"]
         return b"PERMANENTFLAGS " + wire.flag_list(names)
 
+    def flag_list_of(self, uid: int) -> bytes:
+        """The encoded FLAGS value of *uid* (RFC 9051 section 7.5.2): system flags
+        first, then keywords, then ``\\Recent`` if this session holds it."""
+        return _encoded_flags(self.summaries[uid].flags, uid in self.recent)
+
     def _all_keywords(self) -> set[str]:
-        return {f for s in self.summaries.values() for f in s.flags if not f.startswith("\\")}
+        # Messages share their flag sets (see storage.flags.parse_flags): look at
+        # each distinct set once rather than at every message's.
+        distinct = {s.flags for s in self.summaries.values()}
+        return {f for flags in distinct for f in flags if not f.startswith("\\")}
 
     def record_own_changes(self, changed: Sequence[MessageSummary]) -> None:
         """Note flag changes this session made and reported itself (STORE), so
@@ -258,7 +260,7 @@ class SelectedMailbox:
 
     def flag_items(self, uid: int, *, with_uid: bool = True) -> list[tuple[bytes, bytes]]:
         """[UID,] FLAGS (and MODSEQ once CONDSTORE is on) for a FETCH response."""
-        items = [(b"FLAGS", wire.flag_list(self.flags_of(uid)))]
+        items = [(b"FLAGS", self.flag_list_of(uid))]
         if with_uid:
             items.insert(0, (b"UID", b"%d" % uid))
         if self.condstore:
@@ -271,3 +273,13 @@ def _flag_order(flag: str) -> tuple[int, str]:
         return (SYSTEM_FLAGS.index(flag), "")
     except ValueError:
         return (len(SYSTEM_FLAGS), flag.lower())
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_flags(flags: frozenset[str], recent: bool) -> bytes:
+    # A mailbox has few distinct flag sets, so FETCH FLAGS of every message sorts
+    # and encodes each of them once.
+    ordered = sorted(flags, key=_flag_order)
+    if recent:
+        ordered.append("\\Recent")
+    return wire.flag_list(ordered)

@@ -92,6 +92,7 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     need_raw = any(a.name in _NEEDS_RAW for a in attributes)
     need_metadata = any(a.name in _NEEDS_METADATA for a in attributes)
     need_objects = any(a.name in _NEEDS_OBJECT_DATA for a in attributes)
+    encode_items = _item_encoder(view, attributes)
     missing = 0
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
@@ -118,9 +119,7 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
                 continue
             messages.append(_Message(uid, number, content, objects.get(uid)))
         await _load_raw_for_old_previews(session, view, messages, attributes)
-        await session.send_all(
-            responses.fetch(m.number, _items(view, m, attributes)) for m in messages
-        )
+        await session.send_all(responses.fetch(m.number, encode_items(m)) for m in messages)
     if missing:
         raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
     return Tagged(command.tag, "OK", "FETCH completed")
@@ -177,12 +176,17 @@ async def _mark_seen(
             attributes.append(FetchAttribute(name))
 
 
-def _items(
-    view: SelectedMailbox, message: _Message, attributes: list[FetchAttribute]
-) -> list[tuple[bytes, bytes]]:
-    return [
-        (_response_name(attr), _ENCODERS[attr.name](view, message, attr)) for attr in attributes
-    ]
+def _item_encoder(
+    view: SelectedMailbox, attributes: list[FetchAttribute]
+) -> Callable[[_Message], list[tuple[bytes, bytes]]]:
+    """The (name, value) pairs of one message's response; names and encoders are
+    looked up once per command, since FETCH 1:* repeats them for every message."""
+    plan = [(_response_name(attr), _ENCODERS[attr.name], attr) for attr in attributes]
+
+    def encode(message: _Message) -> list[tuple[bytes, bytes]]:
+        return [(name, encoder(view, message, attr)) for name, encoder, attr in plan]
+
+    return encode
 
 
 def _response_name(attr: FetchAttribute) -> bytes:
@@ -264,7 +268,7 @@ Encoder = Callable[[SelectedMailbox, _Message, FetchAttribute], bytes]
 
 _ENCODERS: dict[str, Encoder] = {
     "UID": lambda view, m, a: b"%d" % m.uid,
-    "FLAGS": lambda view, m, a: wire.flag_list(view.flags_of(m.uid)),
+    "FLAGS": lambda view, m, a: view.flag_list_of(m.uid),
     "INTERNALDATE": lambda view, m, a: wire.date_time(view.summaries[m.uid].internal_date),
     "RFC822.SIZE": lambda view, m, a: b"%d" % view.summaries[m.uid].size,
     "MODSEQ": lambda view, m, a: b"(%d)" % view.summaries[m.uid].modseq,
