@@ -105,6 +105,17 @@ def fetch(sequence_number: int, items: Sequence[tuple[bytes, bytes]]) -> Data:
     return Data(b"%d FETCH (" % sequence_number + b" ".join(n + b" " + v for n, v in items) + b")")
 
 
+def encoded_fetches(messages: Iterable[tuple[int, Sequence[tuple[bytes, bytes]]]]) -> bytes:
+    """Several FETCH responses, encoded as :func:`fetch` and :meth:`Data.encode` would
+    encode them one by one; FETCH 1:* of a large mailbox sends thousands at once."""
+    return b"".join(
+        [
+            b"* %d FETCH (%b)\r\n" % (number, b" ".join([n + b" " + v for n, v in items]))
+            for number, items in messages
+        ]
+    )
+
+
 def capability(names: Iterable[str]) -> Data:
     return Data(b"CAPABILITY " + " ".join(names).encode("ascii"))
 

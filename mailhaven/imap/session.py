@@ -163,6 +163,11 @@ class Session:
         if data:
             await self.channel.write(data)
 
+    async def send_encoded(self, data: bytes) -> None:
+        """Write responses encoded in bulk (see ``responses.encoded_fetches``)."""
+        if data:
+            await self.channel.write(data)
+
     async def send_updates(self, *, allow_expunge: bool) -> None:
         """Refresh the selected mailbox and send what other sessions changed."""
         if self.selected is None:

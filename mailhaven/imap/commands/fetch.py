@@ -119,7 +119,9 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
                 continue
             messages.append(_Message(uid, number, content, objects.get(uid)))
         await _load_raw_for_old_previews(session, view, messages, attributes)
-        await session.send_all(responses.fetch(m.number, encode_items(m)) for m in messages)
+        await session.send_encoded(
+            responses.encoded_fetches((m.number, encode_items(m)) for m in messages)
+        )
     if missing:
         raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
     return Tagged(command.tag, "OK", "FETCH completed")
