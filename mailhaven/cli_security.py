@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailhaven.cli import EXIT_FAILED, EXIT_OK, CommandError, _with_storage
 from mailhaven.config import Config
+from mailhaven.storage.interface import AppPasswordExists, AppPasswordNotFound
 
 if TYPE_CHECKING:
     from mailhaven.storage.interface import Storage
@@ -107,7 +108,6 @@ def _set_disabled(arguments: argparse.Namespace, config: Config) -> int:
 
 def _app_password_add(arguments: argparse.Namespace, config: Config) -> int:
     from mailhaven.security import app_passwords
-    from mailhaven.storage.interface import AppPasswordExists
 
     label = arguments.label
     if not label or not label.isprintable():
@@ -137,8 +137,6 @@ def _app_password_list(arguments: argparse.Namespace, config: Config) -> int:
 
 
 def _app_password_revoke(arguments: argparse.Namespace, config: Config) -> int:
-    from mailhaven.storage.interface import AppPasswordNotFound
-
     async def revoke(storage: Storage) -> None:
         try:
             await storage.revoke_app_password(arguments.name, arguments.label)

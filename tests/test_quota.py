@@ -36,11 +36,9 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def alice(server):
-    client = server.raw()
-    client.login("alice")
-    yield client
-    client.close()
+def alice(client):
+    """conftest's logged-in ``client`` on this module's quota server."""
+    return client
 
 
 @pytest.fixture

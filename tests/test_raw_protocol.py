@@ -23,11 +23,9 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def raw(server):
-    client = server.raw()
-    client.login("alice")
-    yield client
-    client.close()
+def raw(client):
+    """conftest's logged-in ``client`` on this module's server, under its old name."""
+    return client
 
 
 def test_greeting_has_capabilities(server):
