@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 
 from mailhaven.codec.commands import Section
@@ -75,13 +76,78 @@ def _message_section(raw: bytes, message: Part, section: Section) -> bytes:
 def header_fields(raw: bytes, message: Part, names: tuple[str, ...], include: bool) -> bytes:
     """HEADER.FIELDS / HEADER.FIELDS.NOT: the matching fields in message order,
     with their folding, then the blank line (RFC 9051 section 6.4.5)."""
+    if include:
+        pattern = _fields_pattern(names)
+        if pattern is not None:
+            block = raw[message.header_start : message.body_start]
+            return _matching_fields(block, pattern)
+    return _fields_by_parsing(raw, message.header_start, message.body_start, names, include)
+
+
+def header_block_section(header: bytes, section: Section) -> bytes:
+    """HEADER, HEADER.FIELDS or HEADER.FIELDS.NOT of a top-level message, from its header
+    block alone (as stored apart at delivery; see :func:`is_header_section`)."""
+    if section.text == "HEADER":
+        return header
+    if section.text == "HEADER.FIELDS":
+        pattern = _fields_pattern(section.fields)
+        if pattern is not None:
+            return _matching_fields(header, pattern)
+    include = section.text == "HEADER.FIELDS"
+    return _fields_by_parsing(header, 0, len(header), section.fields, include)
+
+
+def is_header_section(section: Section | None) -> bool:
+    """Whether BODY[section] needs only the top-level header block."""
+    return (
+        section is not None
+        and not section.part
+        and section.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
+    )
+
+
+def _fields_by_parsing(
+    raw: bytes, start: int, end: int, names: tuple[str, ...], include: bool
+) -> bytes:
     wanted = {name.lower().encode("ascii", "replace") for name in names}
     chosen = [
         _with_crlf(raw[field.start : field.end])
-        for field in parse_fields(raw, message.header_start, message.body_start)
+        for field in parse_fields(raw, start, end)
         if (field.name.lower() in wanted) == include and b":" in raw[field.start : field.end]
     ]
     return b"".join(chosen) + b"\r\n"
+
+
+# A field name is printable US-ASCII except ":" (RFC 5322 section 2.2).  Only such names
+# can be searched for with a pattern; any other name is left to the field parser.
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_pattern(names: tuple[str, ...]) -> re.Pattern[bytes] | None:
+    """One pattern finding every field called one of *names* in a header block: a
+    line starting with the name (a field's first line, since continuation lines start
+    with white space, RFC 5322 section 2.2.3), then its continuation lines.  The same
+    fields, with the same bytes, as :func:`parse_fields` would give."""
+    encoded = [name.lower().encode("ascii", "replace") for name in names]
+    if not encoded or not all(_FIELD_NAME.fullmatch(name) for name in encoded):
+        return None
+    alternatives = b"|".join(re.escape(name) for name in encoded)
+    return re.compile(
+        rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?",
+        re.IGNORECASE | re.MULTILINE,
+    )
+
+
+def _matching_fields(block: bytes, pattern: re.Pattern[bytes]) -> bytes:
+    # The header ends at its first empty line, as in parse_fields.
+    if block.startswith((b"\n", b"\r\n")):
+        return b"\r\n"
+    blank = _BLANK_LINE.search(block)
+    if blank is not None:
+        block = block[: blank.start() + 1]
+    return b"".join([_with_crlf(field) for field in pattern.findall(block)]) + b"\r\n"
 
 
 def _with_crlf(field: bytes) -> bytes:

@@ -381,6 +381,11 @@ class Storage(ABC):
         *uids* (UIDs that no longer exist are left out)."""
 
     @abstractmethod
+    async def fetch_headers(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+        """The top-level header block (BODY[HEADER], RFC 9051 section 6.4.5) of existing
+        messages by UID, read without the rest of the message."""
+
+    @abstractmethod
     async def object_data(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageObjectData]:
         """EMAILID and SAVEDATE of existing messages, in the order of *uids*."""
 

@@ -37,6 +37,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -185,6 +186,26 @@ _SCHEMA_RECENT_INDEX = """
 CREATE INDEX messages_recent ON messages (mailbox_id, uid) WHERE recent = 1;
 """
 
+# The top-level header block of each content, so FETCH BODY[HEADER.FIELDS (...)], the
+# message list of every client, reads a kilobyte instead of the whole message with its
+# attachments.  In a table of its own: a column after contents.raw would make SQLite walk
+# raw's overflow pages to reach it.  The block runs to the end of the first empty line
+# (RFC 5322 section 2.1), as in _header_block; existing rows are sliced here the same way.
+_SCHEMA_HEADERS = """
+CREATE TABLE content_headers (
+    content_id INTEGER PRIMARY KEY REFERENCES contents (id) ON DELETE CASCADE,
+    header BLOB NOT NULL
+);
+INSERT INTO content_headers (content_id, header)
+SELECT id, substr(raw, 1, CASE
+    WHEN substr(raw, 1, 1) = x'0a' THEN 1
+    WHEN substr(raw, 1, 2) = x'0d0a' THEN 2
+    WHEN crlf > 0 AND (lf = 0 OR crlf < lf) THEN crlf + 2
+    WHEN lf > 0 THEN lf + 1
+    ELSE length(raw)
+END) FROM (SELECT id, raw, instr(raw, x'0a0d0a') AS crlf, instr(raw, x'0a0a') AS lf FROM contents);
+"""
+
 # Index i upgrades a database from user_version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_V1,
@@ -192,6 +213,7 @@ _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_IMPORTED,
     SECURITY_SCHEMA,
     _SCHEMA_RECENT_INDEX,
+    _SCHEMA_HEADERS,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -578,6 +600,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return await self._read(_message_summaries, mailbox_id)
 
     async def claim_recent(self, mailbox_id: int) -> set[int]:
+        # After each new message every session that has the mailbox selected claims,
+        # and only the first finds anything: the others look on a reader rather than
+        # queue behind the writer's commits (which wait for fsync).
+        if not await self._read(_has_recent, mailbox_id):
+            return set()
         return await self._write(_claim_recent, mailbox_id)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
@@ -634,6 +661,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self, mailbox_id: int, uids: Sequence[int], *, raw: bool, metadata: bool
     ) -> list[MessageContent]:
         return await self._read(_fetch_content, mailbox_id, list(uids), raw, metadata)
+
+    async def fetch_headers(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+        return await self._read(_fetch_headers, mailbox_id, list(uids))
 
     async def object_data(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageObjectData]:
         return await self._read(_object_data, mailbox_id, list(uids))
@@ -1050,6 +1080,13 @@ def _append(
             for content_id, m in zip(content_ids, messages, strict=True)
         ],
     )
+    conn.executemany(
+        "INSERT INTO content_headers (content_id, header) VALUES (?, ?)",
+        [
+            (content_id, _header_block(m.raw))
+            for content_id, m in zip(content_ids, messages, strict=True)
+        ],
+    )
     modseq = tx.new_modseq(mailbox_id)
     conn.executemany(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
@@ -1073,6 +1110,18 @@ def _append(
     )
     conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uids.stop, mailbox_id))
     return CopyResult(mailbox.uidvalidity, (), tuple(uids))
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The top-level header with the empty line that ends it (RFC 5322 section 2.1), as
+    the MIME parser delimits it (mailhaven.mime.structure: the root's body_start)."""
+    if raw.startswith((b"\n", b"\r\n")):
+        return raw[: raw.index(b"\n") + 1]
+    blank = _EMPTY_LINE.search(raw)
+    return raw if blank is None else raw[: blank.end()]
+
+
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 
 def _message_summaries(conn: sqlite3.Connection, mailbox_id: int) -> list[MessageSummary]:
@@ -1277,6 +1326,27 @@ def _fetch_content(
     )
     found = {uid: MessageContent(uid, raw_bytes, meta) for uid, raw_bytes, meta in rows}
     return [found[uid] for uid in uids if uid in found]
+
+
+def _fetch_headers(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> dict[int, bytes]:
+    _mailbox_by_id(conn, mailbox_id)
+    rows = conn.execute(
+        "SELECT m.uid, h.header FROM messages AS m"
+        " JOIN content_headers AS h ON h.content_id = m.content_id"
+        " WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?))",
+        (mailbox_id, _json_ids(uids)),
+    )
+    return dict(rows.fetchall())
+
+
+def _has_recent(conn: sqlite3.Connection, mailbox_id: int) -> bool:
+    _mailbox_by_id(conn, mailbox_id)
+    row = conn.execute(
+        "SELECT 1 FROM messages INDEXED BY messages_recent"
+        " WHERE mailbox_id = ? AND recent = 1 LIMIT 1",
+        (mailbox_id,),
+    ).fetchone()
+    return row is not None
 
 
 def _object_data(

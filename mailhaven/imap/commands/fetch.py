@@ -5,6 +5,10 @@ THREADID (RFC 8474 section 5), SAVEDATE (RFC 8514 section 4.2) and PREVIEW (RFC 
 Everything is served from what was stored at delivery: ENVELOPE and BODYSTRUCTURE
 are stored wire bytes, sections are slices of the raw message at stored offsets.
 Content is loaded in batches so a FETCH 1:* of a large mailbox keeps memory bounded.
+
+Two common FETCHes read less than that: listing headers (BODY.PEEK[HEADER.FIELDS (...)],
+RFC822.HEADER) reads only the header block stored apart at delivery, and downloading
+whole messages (BODY[], RFC822) reads only the raw bytes, without the part tree.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from mailhaven.mime import (
     preview,
     section_bytes,
 )
+from mailhaven.mime.sections import header_block_section, is_header_section
 from mailhaven.storage.interface import MessageContent, MessageObjectData
 
 BATCH = 256  # messages whose content is loaded at once
@@ -44,12 +49,13 @@ _SUPPORTED = (
 
 _HEADER = Section(text="HEADER")
 _TEXT = Section(text="TEXT")
+_WHOLE = Section()
 
 
 class _Message:
     """What one FETCH response is built from."""
 
-    __slots__ = ("uid", "number", "raw", "metadata", "objects")
+    __slots__ = ("uid", "number", "raw", "metadata", "objects", "header")
 
     def __init__(
         self,
@@ -57,6 +63,7 @@ class _Message:
         number: int,
         content: MessageContent | None,
         objects: MessageObjectData | None,
+        header: bytes | None = None,
     ) -> None:
         self.uid = uid
         self.number = number
@@ -64,6 +71,34 @@ class _Message:
         meta = content.metadata if content else None
         self.metadata = MessageMetadata.from_bytes(meta) if meta is not None else None
         self.objects = objects
+        self.header = header  # the top-level header block, when only that was loaded
+
+
+class _Loading:
+    """What a FETCH reads for its items: the header blocks alone when every item that
+    needs content is a top-level header section; otherwise the raw message and/or its
+    metadata (the part tree is not needed for the whole message)."""
+
+    def __init__(self, attributes: list[FetchAttribute]) -> None:
+        content = [a for a in attributes if a.name in _NEEDS_METADATA]
+        self.headers = bool(content) and all(map(_is_header_item, content))
+        self.raw = not self.headers and any(a.name in _NEEDS_RAW for a in content)
+        self.metadata = not self.headers and not all(map(_is_whole_message, content))
+        self.objects = any(a.name in _NEEDS_OBJECT_DATA for a in attributes)
+
+    @property
+    def content(self) -> bool:
+        return self.raw or self.metadata
+
+
+def _is_header_item(attr: FetchAttribute) -> bool:
+    return attr.name == "RFC822.HEADER" or (
+        attr.name == "BODY[]" and is_header_section(attr.section)
+    )
+
+
+def _is_whole_message(attr: FetchAttribute) -> bool:
+    return attr.name == "RFC822" or (attr.name == "BODY[]" and attr.section == _WHOLE)
 
 
 async def fetch(session: Session, command: c.Fetch) -> Tagged:
@@ -89,35 +124,38 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
         ranges = condstore.uid_ranges(command.sequence, view, session.saved_search or ())
         await condstore.report_vanished_earlier(session, view, command.changed_since, ranges)
     await _mark_seen(session, view, uids, attributes)
-    need_raw = any(a.name in _NEEDS_RAW for a in attributes)
-    need_metadata = any(a.name in _NEEDS_METADATA for a in attributes)
-    need_objects = any(a.name in _NEEDS_OBJECT_DATA for a in attributes)
+    load = _Loading(attributes)
     encode_items = _item_encoder(view, attributes)
     missing = 0
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
         contents: dict[int, MessageContent] = {}
-        if need_raw or need_metadata:
+        if load.content:
             loaded = await session.storage.fetch_content(
-                view.mailbox.id, batch, raw=need_raw, metadata=need_metadata
+                view.mailbox.id, batch, raw=load.raw, metadata=load.metadata
             )
             contents = {content.uid: content for content in loaded}
+        headers: dict[int, bytes] = {}
+        if load.headers:
+            headers = await session.storage.fetch_headers(view.mailbox.id, batch)
         objects: dict[int, MessageObjectData] = {}
-        if need_objects:
+        if load.objects:
             found = await session.storage.object_data(view.mailbox.id, batch)
             objects = {item.uid: item for item in found}
         messages = []
         for uid in batch:
             number = view.sequence_number(uid)
             content = contents.get(uid)
+            header = headers.get(uid)
             if (
                 number is None
-                or ((need_raw or need_metadata) and content is None)
-                or (need_objects and uid not in objects)
+                or (load.content and content is None)
+                or (load.headers and header is None)
+                or (load.objects and uid not in objects)
             ):
                 missing += 1
                 continue
-            messages.append(_Message(uid, number, content, objects.get(uid)))
+            messages.append(_Message(uid, number, content, objects.get(uid), header))
         await _load_raw_for_old_previews(session, view, messages, attributes)
         await session.send_encoded(
             responses.encoded_fetches((m.number, encode_items(m)) for m in messages)
@@ -243,6 +281,10 @@ def _metadata(message: _Message) -> MessageMetadata:
 
 
 def _section(message: _Message, section: Section) -> bytes:
+    if message.header is not None:
+        return header_block_section(message.header, section)
+    if section == _WHOLE:
+        return _raw(message)  # the whole message: no need for the part tree
     return section_bytes(_raw(message), _metadata(message), section)
 
 
@@ -280,7 +322,7 @@ _ENCODERS: dict[str, Encoder] = {
     "RFC822": lambda view, m, a: _body_value(_raw(m)),
     "RFC822.HEADER": lambda view, m, a: _body_value(_section(m, _HEADER)),
     "RFC822.TEXT": lambda view, m, a: _body_value(_section(m, _TEXT)),
-    "BODY[]": lambda view, m, a: _body_value(_partial(_section(m, a.section or Section()), a)),
+    "BODY[]": lambda view, m, a: _body_value(_partial(_section(m, a.section or _WHOLE), a)),
     "BINARY": _binary,
     "BINARY.SIZE": _binary_size,
     "EMAILID": lambda view, m, a: b"(M%d)" % _objects(m).email_id,
