@@ -121,33 +121,35 @@ def _fields_by_parsing(
 # A field name is printable US-ASCII except ":" (RFC 5322 section 2.2).  Only such names
 # can be searched for with a pattern; any other name is left to the field parser.
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
-_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 @functools.lru_cache(maxsize=256)
 def _fields_pattern(names: tuple[str, ...]) -> re.Pattern[bytes] | None:
-    """One pattern finding every field called one of *names* in a header block: a
-    line starting with the name (a field's first line, since continuation lines start
-    with white space, RFC 5322 section 2.2.3), then its continuation lines.  The same
-    fields, with the same bytes, as :func:`parse_fields` would give."""
+    """One pattern finding every field called one of *names* in a header block that
+    starts with a line end: a line starting with the name (a field's first line, since
+    continuation lines start with white space, RFC 5322 section 2.2.3), then its
+    continuation lines; the line end that follows, if any, is captured apart.  The same
+    fields, with the same bytes, as :func:`parse_fields` would give.  Starting with a
+    line end lets the regular expression engine skip from line to line."""
     encoded = [name.lower().encode("ascii", "replace") for name in names]
     if not encoded or not all(_FIELD_NAME.fullmatch(name) for name in encoded):
         return None
     alternatives = b"|".join(re.escape(name) for name in encoded)
     return re.compile(
-        rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?",
-        re.IGNORECASE | re.MULTILINE,
+        rb"\n((?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*)(?=(\n?))",
+        re.IGNORECASE,
     )
 
 
 def _matching_fields(block: bytes, pattern: re.Pattern[bytes]) -> bytes:
-    # The header ends at its first empty line, as in parse_fields.
     if block.startswith((b"\n", b"\r\n")):
         return b"\r\n"
-    blank = _BLANK_LINE.search(block)
-    if blank is not None:
-        block = block[: blank.start() + 1]
-    return b"".join([_with_crlf(field) for field in pattern.findall(block)]) + b"\r\n"
+    # The header ends at its first empty line, as in parse_fields.
+    ends = [end for end in (block.find(b"\n\n"), block.find(b"\n\r\n")) if end >= 0]
+    if ends:
+        block = block[: min(ends) + 1]
+    fields = pattern.findall(b"\n" + block)
+    return b"".join([_with_crlf(field + line_end) for field, line_end in fields]) + b"\r\n"
 
 
 def _with_crlf(field: bytes) -> bytes:

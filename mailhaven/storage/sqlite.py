@@ -1153,16 +1153,23 @@ def _claim_recent(tx: _Transaction, mailbox_id: int) -> set[int]:
     return {uid for (uid,) in rows}
 
 
+# Every command of every session with a mailbox selected asks what changed.  Without
+# statistics SQLite would rather walk the primary key, in UID order, through the whole
+# mailbox (1.4 ms at 10,000 messages) than sort the few changes the modseq index finds.
+_CHANGED_SINCE = (
+    f"SELECT {_SUMMARY_COLUMNS} FROM messages INDEXED BY messages_by_modseq"
+    " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid"
+)
+_EXPUNGED_SINCE = (
+    "SELECT uid FROM expunged INDEXED BY expunged_by_modseq"
+    " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid"
+)
+
+
 def _changes_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> Changes:
     mailbox = _mailbox_by_id(conn, mailbox_id)
-    changed = conn.execute(
-        f"SELECT {_SUMMARY_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-        (mailbox_id, modseq),
-    )
-    expunged = conn.execute(
-        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-        (mailbox_id, modseq),
-    )
+    changed = conn.execute(_CHANGED_SINCE, (mailbox_id, modseq))
+    expunged = conn.execute(_EXPUNGED_SINCE, (mailbox_id, modseq))
     return Changes(
         highest_modseq=mailbox.highest_modseq,
         uidnext=mailbox.uidnext,
