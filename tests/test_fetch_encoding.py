@@ -19,3 +19,15 @@ def test_encoded_fetches_match_single_responses() -> None:
 
 def test_no_messages_encode_to_nothing() -> None:
     assert responses.encoded_fetches([]) == b""
+
+
+def test_encoding_with_literals_gives_the_same_bytes() -> None:
+    messages = [
+        (1, [(b"UID", b"4"), (b"BODY[]", b"{3}\r\nabc")]),
+        (2, []),
+        (3, [(b"RFC822.HEADER", b"{4}\r\nX:\r\n")]),
+        (9, [(b"FLAGS", b"()"), (b"BODY[HEADER]", b'""'), (b"UID", b"12")]),
+    ]
+    expected = b"".join(responses.fetch(n, items).encode() for n, items in messages)
+    assert responses.encoded_fetches_with_literals(messages) == expected
+    assert responses.encoded_fetches_with_literals([]) == b""

@@ -13,7 +13,7 @@ whole messages (BODY[], RFC822) reads only the raw bytes, without the part tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from mailhaven.codec import commands as c
 from mailhaven.codec import responses, wire
@@ -90,6 +90,12 @@ class _Loading:
     def content(self) -> bool:
         return self.raw or self.metadata
 
+    @property
+    def encoder(self) -> Callable[[Iterable[tuple[int, list[tuple[bytes, bytes]]]]], bytes]:
+        if self.raw or self.headers:
+            return responses.encoded_fetches_with_literals
+        return responses.encoded_fetches
+
 
 def _is_header_item(attr: FetchAttribute) -> bool:
     return attr.name == "RFC822.HEADER" or (
@@ -157,9 +163,7 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
                 continue
             messages.append(_Message(uid, number, content, objects.get(uid), header))
         await _load_raw_for_old_previews(session, view, messages, attributes)
-        await session.send_encoded(
-            responses.encoded_fetches((m.number, encode_items(m)) for m in messages)
-        )
+        await session.send_encoded(load.encoder((m.number, encode_items(m)) for m in messages))
     if missing:
         raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
     return Tagged(command.tag, "OK", "FETCH completed")
