@@ -25,6 +25,8 @@ from mailhaven.security.lockout import Lockout
 from mailhaven.security.oauth import Validator, load_validator
 from mailhaven.storage.interface import Mailbox, Storage, User
 
+HOLD_BYTES = 65536  # FETCH output held back for the next write (see Session.send_encoded)
+
 
 class State(enum.Enum):
     """RFC 9051 section 3: the four connection states."""
@@ -122,6 +124,7 @@ class Session:
         self.bad_in_a_row = 0
         # IDLE waits on this; called by the store's change hub after a commit.
         self.change_listener: Callable[[], None] | None = None
+        self._held = b""  # see send_encoded
 
     # ------------------------------------------------------------- protocol mode
 
@@ -156,17 +159,25 @@ class Session:
     # ------------------------------------------------------------- output
 
     async def send(self, response: Response) -> None:
-        await self.channel.write(response.encode())
+        await self.channel.write(self._take_held() + response.encode())
 
     async def send_all(self, items: Iterable[Response]) -> None:
         data = b"".join(item.encode() for item in items)
         if data:
-            await self.channel.write(data)
+            await self.channel.write(self._take_held() + data)
 
     async def send_encoded(self, data: bytes) -> None:
-        """Write responses encoded in bulk (see ``responses.encoded_fetches``)."""
-        if data:
-            await self.channel.write(data)
+        """Write responses encoded in bulk (see ``responses.encoded_fetches``).  Less
+        than ``HOLD_BYTES`` wait for the next write, at the latest the tagged response
+        that ends every command: a typical FETCH then reaches the client in one write
+        instead of two, each of which wakes the client."""
+        self._held += data
+        if len(self._held) >= HOLD_BYTES:
+            await self.channel.write(self._take_held())
+
+    def _take_held(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
 
     async def send_updates(self, *, allow_expunge: bool) -> None:
         """Refresh the selected mailbox and send what other sessions changed."""
