@@ -8,6 +8,10 @@ directory, own configuration) with the same users, loads the same generated
 corpus into each and runs the same scenarios, verifying every answer.  It prints
 a table with the ratio and writes the figures as JSON (``--json``).
 
+``--preload`` gives both servers the corpus from a Maildir written once (see
+``benchmarks/preload.py``) instead of loading it through APPEND, which makes runs at
+100,000 messages practical.
+
 ``--server HOST:PORT --user U --password P [--user2 U2 --password2 P2]
 [--lmtp HOST:PORT]`` benchmarks a server that is already running instead (it must
 hold no mail for those users).

@@ -148,7 +148,7 @@ def mailhaven(
             check=True,
             capture_output=True,
         )
-    notes = []
+    notes: list[str] = []
     if preload is not None:
         started = time.perf_counter()
         subprocess.run(
@@ -297,11 +297,11 @@ def dovecot(
     )
     try:
         _wait_for_port(imap_port, process, log)
-        notes = []
+        notes: list[str] = []
         if preload is not None:
             started = time.perf_counter()
             subprocess.run(
-                ["doveadm", "-c", str(config), "index", "-u", accounts[0].user, "INBOX"],
+                [_doveadm_binary(), "-c", str(config), "index", "-u", accounts[0].user, "INBOX"],
                 check=True,
                 capture_output=True,
             )
@@ -309,6 +309,10 @@ def dovecot(
         yield Target("dovecot", "127.0.0.1", imap_port, lmtp_port, accounts, process.pid, notes)
     finally:
         _stop(process)
+
+
+def _doveadm_binary() -> str:
+    return shutil.which("doveadm") or "/usr/bin/doveadm"
 
 
 def _link_maildir(source: Path, destination: Path, uid: int, gid: int) -> None:
