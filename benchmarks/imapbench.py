@@ -8,6 +8,10 @@ directory, own configuration) with the same users, loads the same generated
 corpus into each and runs the same scenarios, verifying every answer.  It prints
 a table with the ratio and writes the figures as JSON (``--json``).
 
+``--preload`` gives both servers the corpus from a Maildir written once (see
+``benchmarks/preload.py``) instead of loading it through APPEND, which makes runs at
+100,000 messages practical.
+
 ``--server HOST:PORT --user U --password P [--user2 U2 --password2 P2]
 [--lmtp HOST:PORT]`` benchmarks a server that is already running instead (it must
 hold no mail for those users).
@@ -32,8 +36,16 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from benchmarks import servers
-from benchmarks.scenarios import SCENARIOS, Run, Settings, Skipped, WrongAnswer
+from benchmarks import preload, servers
+from benchmarks.preload import PreloadedCorpus
+from benchmarks.scenarios import (
+    SCENARIOS,
+    Run,
+    Settings,
+    Skipped,
+    WrongAnswer,
+    check_preloaded,
+)
 from benchmarks.servers import Account, Target
 
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
@@ -65,6 +77,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset, in this order: {','.join(SCENARIOS)}"
         " (append always runs: it loads the corpus)",
     )
+    parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="load INBOX from a Maildir written once (Dovecot: its mail_location; Mailhaven:"
+        " mailhaven import) instead of APPENDing the corpus; append then measures"
+        " --append-messages messages into a mailbox of their own",
+    )
+    parser.add_argument("--append-messages", type=int, default=2000)
     parser.add_argument("--lmtp-messages", type=int, default=1000)
     parser.add_argument("--login-clients", type=int, default=10)
     parser.add_argument("--logins-per-client", type=int, default=10)
@@ -92,6 +112,8 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
         download_messages=arguments.download_messages,
         copy_messages=min(arguments.copy_messages, arguments.messages),
         single_stores=min(arguments.single_stores, arguments.messages),
+        preloaded=arguments.preload,
+        append_messages=arguments.append_messages,
     )
 
 
@@ -111,25 +133,42 @@ def _running_server(arguments: argparse.Namespace, accounts: list[Account]) -> I
 
 
 def targets(
-    arguments: argparse.Namespace, accounts: list[Account], workdir: Path
+    arguments: argparse.Namespace,
+    accounts: list[Account],
+    workdir: Path,
+    preloaded: PreloadedCorpus | None = None,
 ) -> list[tuple[str, AbstractContextManager[Target]]]:
     chosen: list[tuple[str, AbstractContextManager[Target]]] = []
+    maildir = preloaded.path if preloaded else None
     if arguments.server == "mailhaven":
         chosen.append(
-            ("mailhaven", servers.mailhaven(accounts, workdir / "mailhaven", arguments.workers))
+            (
+                "mailhaven",
+                servers.mailhaven(accounts, workdir / "mailhaven", arguments.workers, maildir),
+            )
         )
     else:
         chosen.append((arguments.server, _running_server(arguments, accounts)))
     if arguments.reference == "dovecot":
-        chosen.append(("dovecot", servers.dovecot(accounts, workdir / "dovecot")))
+        chosen.append(("dovecot", servers.dovecot(accounts, workdir / "dovecot", maildir)))
     return chosen
 
 
 async def run_scenarios(
-    target: Target, settings: Settings, names: list[str], results: dict[str, dict]
+    target: Target,
+    settings: Settings,
+    names: list[str],
+    results: dict[str, dict],
+    preloaded: PreloadedCorpus | None = None,
 ) -> None:
     """Fills *results* scenario by scenario, so an interrupted run keeps what it has."""
     run = Run(target, settings)
+    if preloaded is not None:
+        try:
+            await check_preloaded(run, preloaded.sizes, preloaded.checksums)
+        except WrongAnswer as wrong:
+            results["preload"] = {"failed": f"wrong answer: {wrong}"}
+            return
     for name in names:
         print(f"  {target.name}: {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -275,7 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"imapbench: unknown scenario {unknown[0]}", file=sys.stderr)
         return 2
-    names = [name for name in SCENARIOS if name in names or name == "append"]
+    if arguments.preload and arguments.server != "mailhaven":
+        print("imapbench: --preload needs a server it starts itself", file=sys.stderr)
+        return 2
+    # Without --preload, append loads the corpus every other scenario reads.
+    names = [
+        name for name in SCENARIOS if name in names or (name == "append" and not arguments.preload)
+    ]
     settings = settings_from(arguments)
     notes = _prepare_machine(arguments)
     accounts = [
@@ -291,13 +336,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        for label, context in targets(arguments, accounts, workdir):
+        preloaded = None
+        if arguments.preload:
+            print(f"writing the {settings.messages}-message Maildir", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            preloaded = preload.write_maildir(
+                workdir / "corpus" / "Maildir", settings.messages, settings.seed
+            )
+            notes.append(f"--preload: Maildir written in {time.perf_counter() - started:.0f} s")
+        for label, context in targets(arguments, accounts, workdir, preloaded):
             (workdir / label).mkdir(exist_ok=True)
             print(f"{label}: starting", file=sys.stderr, flush=True)
             with context as target:
                 target_notes[label] = target.notes
                 all_results[label] = {}
-                asyncio.run(run_scenarios(target, settings, names, all_results[label]))
+                asyncio.run(run_scenarios(target, settings, names, all_results[label], preloaded))
     except KeyboardInterrupt:
         notes.append("interrupted: the figures are those measured before the interruption")
     finally:

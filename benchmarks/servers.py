@@ -118,7 +118,11 @@ def _mailhaven_supports_lmtp() -> bool:
 
 
 @contextlib.contextmanager
-def mailhaven(accounts: list[Account], workdir: Path, workers: int = 1) -> Iterator[Target]:
+def mailhaven(
+    accounts: list[Account], workdir: Path, workers: int = 1, preload: Path | None = None
+) -> Iterator[Target]:
+    """A started ``mailhaven serve``; with *preload*, the first account's INBOX is
+    imported from that Maildir first (``mailhaven import``, the server stopped)."""
     data = workdir / "mailhaven-data"
     data.mkdir()
     imap_port = free_port()
@@ -144,12 +148,23 @@ def mailhaven(accounts: list[Account], workdir: Path, workers: int = 1) -> Itera
             check=True,
             capture_output=True,
         )
+    notes: list[str] = []
+    if preload is not None:
+        started = time.perf_counter()
+        subprocess.run(
+            [*command, "import", accounts[0].user, str(preload), "--format", "maildir"],
+            check=True,
+            capture_output=True,
+        )
+        notes.append(f"preloaded with `mailhaven import` in {time.perf_counter() - started:.0f} s")
     log = workdir / "mailhaven.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen([*command, "serve"], stdout=log_file, stderr=log_file)
     try:
         _wait_for_port(imap_port, process, log)
-        target = Target("mailhaven", "127.0.0.1", imap_port, lmtp_port, accounts, process.pid)
+        target = Target(
+            "mailhaven", "127.0.0.1", imap_port, lmtp_port, accounts, process.pid, notes
+        )
         if lmtp_port is None:
             target.notes.append("this Mailhaven has no LMTP listener ([lmtp] listen)")
         yield target
@@ -246,7 +261,11 @@ service lmtp {{
 
 
 @contextlib.contextmanager
-def dovecot(accounts: list[Account], workdir: Path) -> Iterator[Target]:
+def dovecot(
+    accounts: list[Account], workdir: Path, preload: Path | None = None
+) -> Iterator[Target]:
+    """A started Dovecot; with *preload*, the first account's Maildir is a hard-linked
+    copy of that Maildir and Dovecot indexes it (``doveadm index``) before use."""
     from mailhaven.passwords import hash_password
 
     binary = dovecot_binary()
@@ -270,12 +289,40 @@ def dovecot(accounts: list[Account], workdir: Path) -> Iterator[Target]:
     for directory in (root / "run", root / "state"):
         directory.mkdir()
     os.chown(home, mail_uid, mail_gid)
+    if preload is not None:
+        _link_maildir(preload, home / accounts[0].user / "Maildir", mail_uid, mail_gid)
     log = root / "dovecot.log"
     process = subprocess.Popen(
         [binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         _wait_for_port(imap_port, process, log)
-        yield Target("dovecot", "127.0.0.1", imap_port, lmtp_port, accounts, process.pid)
+        notes: list[str] = []
+        if preload is not None:
+            started = time.perf_counter()
+            subprocess.run(
+                [_doveadm_binary(), "-c", str(config), "index", "-u", accounts[0].user, "INBOX"],
+                check=True,
+                capture_output=True,
+            )
+            notes.append(f"preloaded: `doveadm index` took {time.perf_counter() - started:.0f} s")
+        yield Target("dovecot", "127.0.0.1", imap_port, lmtp_port, accounts, process.pid, notes)
     finally:
         _stop(process)
+
+
+def _doveadm_binary() -> str:
+    return shutil.which("doveadm") or "/usr/bin/doveadm"
+
+
+def _link_maildir(source: Path, destination: Path, uid: int, gid: int) -> None:
+    """Hard links to the message files (Dovecot only ever renames them: flags live in
+    the name), real copies of the files Dovecot rewrites or appends to."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-al", str(source), str(destination)], check=True)
+    for entry in destination.iterdir():
+        if entry.is_file():
+            copy = entry.read_bytes()
+            entry.unlink()
+            entry.write_bytes(copy)
+    subprocess.run(["chown", "-R", f"{uid}:{gid}", str(destination.parent)], check=True)

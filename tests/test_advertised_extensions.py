@@ -24,13 +24,16 @@ def mail(n: int) -> bytes:
 
 @pytest.fixture
 def five(client):
-    """A fresh mailbox of five messages, selected."""
+    """A fresh mailbox of five messages, selected, deleted afterwards: the server lives
+    for the module, and a later client may get the same id() (CPython reuses it)."""
     name = b"Box%d" % id(client)
     client.command(b"C", b"CREATE " + name)
     for n in range(1, 6):
         client.command(b"A", b"APPEND %s {%d+}\r\n%s" % (name, len(mail(n)), mail(n)))
     client.command(b"S", b"SELECT " + name)
-    return client
+    yield client
+    client.command(b"U", b"UNSELECT")
+    assert client.command(b"D", b"DELETE " + name)[-1].startswith(b"D OK")
 
 
 def data(client: RawClient, command: bytes) -> list[bytes]:

@@ -111,13 +111,38 @@ async def resynchronise(
     if match_data is not None:
         ranges = _above(ranges, _confirmed_uid(view, *match_data))
     await report_vanished_earlier(session, view, modseq, ranges)
-    changed = [uid for uid in view.uids if view.summaries[uid].modseq > modseq]
+    changed = await changed_since(session, view, modseq)
     changed = [uid for uid in changed if _in_ranges(uid, ranges)]
     for start in range(0, len(changed), FETCH_BATCH):
         batch = changed[start : start + FETCH_BATCH]
         await session.send_all(
             responses.fetch(view.sequence_number(uid) or 0, view.flag_items(uid)) for uid in batch
         )
+
+
+async def changed_since(session: Session, view: SelectedMailbox, modseq: int) -> list[int]:
+    """UIDs of the view whose mod-sequence, as this session knows it, is above *modseq*,
+    ascending (RFC 7162 sections 3.1.4.1 and 3.2.5.2).
+
+    The store's (mailbox, modseq) index proposes the candidates, so the cost is that of
+    the changes, not of the mailbox: a message's modseq in the store is never below the
+    one in the view, and a message expunged since (still in the view while its EXPUNGE
+    waits) is among the store's expunges after *modseq*."""
+    changes = await session.storage.changes_since(view.mailbox.id, modseq)
+    candidates = sorted({summary.uid for summary in changes.changed}.union(changes.expunged))
+    summaries = view.summaries
+    return [uid for uid in candidates if uid in summaries and summaries[uid].modseq > modseq]
+
+
+def among(uids: list[int], ascending: Sequence[int]) -> list[int]:
+    """The *uids* that are also in *ascending* (a sorted sequence), by bisection:
+    the cost is that of *uids*, however long *ascending* is."""
+    found = []
+    for uid in uids:
+        index = bisect.bisect_left(ascending, uid)
+        if index < len(ascending) and ascending[index] == uid:
+            found.append(uid)
+    return found
 
 
 def _confirmed_uid(view: SelectedMailbox, numbers: SequenceSet, uids: SequenceSet) -> int:

@@ -120,7 +120,8 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     uids = view.resolve(command.sequence, uid=command.uid, saved=session.saved_search or ())
     if command.changed_since is not None:
         # RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ in the results.
-        uids = [u for u in uids if view.summaries[u].modseq > command.changed_since]
+        changed = await condstore.changed_since(session, view, command.changed_since)
+        uids = condstore.among(changed, uids)
         if not any(a.name == "MODSEQ" for a in attributes):
             attributes.append(FetchAttribute("MODSEQ"))
     if any(a.name == "MODSEQ" for a in attributes):
