@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailhaven.codec.commands import SearchKey, SequenceSet
+from mailhaven.imap.search_fields import top_field_values
 from mailhaven.imap.selected import SelectedMailbox
-from mailhaven.mime import MessageMetadata, header_value
+from mailhaven.mime import MessageMetadata
 from mailhaven.storage.interface import MessageObjectData, MessageSummary, Storage
 
 BATCH = 512
@@ -75,6 +76,11 @@ async def matching_uids(
             context.text_hits[(op, needle)] = await storage.search_text(
                 view.mailbox.id, needle, headers=_TEXT_KEYS[op]
             )
+    answer = _index_answer(key, context)
+    if answer is not None:
+        # UIDs ascend with sequence numbers; the index may know messages that arrived
+        # after this view was last brought up to date, which the view does not show.
+        return sorted(answer.intersection(view.uids))
     predicate = _compile(key, context)
     needs_headers = _uses(key, _HEADER_KEYS)
     needs_objects = _uses(key, _OBJECT_KEYS)
@@ -134,6 +140,28 @@ def _required_uids(key: SearchKey, context: _Context) -> set[int] | None:
     if op == "OR":
         left, right = (_required_uids(child, context) for child in args)  # type: ignore[union-attr]
         return None if left is None or right is None else left | right
+    return None
+
+
+def _index_answer(key: SearchKey, context: _Context) -> set[int] | None:
+    """The UIDs matching *key* when the index sets alone decide it (text keys and
+    AND/OR/NOT of them), possibly with UIDs the view does not hold; None when some
+    key needs the per-message pass.  A common word then costs set operations on
+    its hits rather than a Python object per hit."""
+    op, args = key.op, key.args
+    if op in _TEXT_KEYS:
+        return context.text_hits[(op, args)]  # type: ignore[index]
+    if op == "AND":
+        parts = [_index_answer(child, context) for child in args]  # type: ignore[union-attr]
+        if any(part is None for part in parts):
+            return None
+        return set.intersection(*parts) if parts else None  # type: ignore[arg-type]
+    if op == "OR":
+        left, right = (_index_answer(child, context) for child in args)  # type: ignore[union-attr]
+        return None if left is None or right is None else left | right
+    if op == "NOT":
+        inner = _index_answer(args, context)  # type: ignore[arg-type]
+        return None if inner is None else set(context.view.uids) - inner
     return None
 
 
@@ -301,7 +329,7 @@ def _header_contains(name: str, needle: str) -> Predicate:
     def predicate(message: _Message) -> bool:
         if message.raw is None or message.metadata is None:
             return False
-        values = header_value(message.raw, message.metadata, name)
+        values = top_field_values(message.raw, message.metadata, name)
         return any(folded in value.casefold() for value in values)
 
     return predicate
