@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from mailhaven.codec.commands import SearchKey, SequenceSet
 from mailhaven.imap.search_fields import top_field_values
 from mailhaven.imap.selected import SelectedMailbox
-from mailhaven.mime import MessageMetadata
 from mailhaven.storage.interface import MessageObjectData, MessageSummary, Storage
 
 BATCH = 512
@@ -53,8 +52,7 @@ _OBJECT_KEYS = frozenset({"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "EMAILID"})
 class _Message:
     number: int
     summary: MessageSummary
-    raw: bytes | None = None
-    metadata: MessageMetadata | None = None
+    header: bytes | None = None  # the top-level header block
     objects: MessageObjectData | None = None
 
 
@@ -109,15 +107,9 @@ async def matching_uids(
         batch = [message.summary.uid for message in messages]
         to_load = batch if candidates is None else [uid for uid in batch if uid in candidates]
         if needs_headers and to_load:
-            contents = await storage.fetch_content(
-                view.mailbox.id, to_load, raw=True, metadata=True
-            )
-            by_uid = {content.uid: content for content in contents}
+            blocks = await storage.header_blocks(view.mailbox.id, to_load)
             for message in messages:
-                content = by_uid.get(message.summary.uid)
-                if content is not None and content.metadata is not None:
-                    message.raw = content.raw
-                    message.metadata = MessageMetadata.from_bytes(content.metadata)
+                message.header = blocks.get(message.summary.uid)
         if needs_objects:
             found = await storage.object_data(view.mailbox.id, batch)
             by_uid_objects = {item.uid: item for item in found}
@@ -373,9 +365,9 @@ def _header_contains(name: str, needle: str) -> Predicate:
     folded = needle.casefold()
 
     def predicate(message: _Message) -> bool:
-        if message.raw is None or message.metadata is None:
+        if message.header is None:
             return False
-        values = top_field_values(message.raw, message.metadata, name)
+        values = top_field_values(message.header, name)
         return any(folded in value.casefold() for value in values)
 
     return predicate

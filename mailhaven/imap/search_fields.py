@@ -16,10 +16,8 @@ from __future__ import annotations
 import functools
 import re
 
-from mailhaven.mime import MessageMetadata, header_value
-from mailhaven.mime.headers import decode_text, line_end
+from mailhaven.mime.headers import decode_text, line_end, parse_fields
 
-_EMPTY_LINE = re.compile(rb"^\r?\n", re.MULTILINE)
 _WHITESPACE = b" \t"
 
 
@@ -39,16 +37,16 @@ def _field_start(wanted: bytes) -> re.Pattern[bytes] | None:
     )
 
 
-def top_field_values(raw: bytes, metadata: MessageMetadata, name: str) -> list[str]:
-    """The RFC 2047 decoded, unfolded values of the top-level fields called *name*,
-    in message order: what :func:`mailhaven.mime.header_value` returns."""
-    pattern = _field_start(name.lower().encode("ascii", "replace"))
+def top_field_values(block: bytes, name: str) -> list[str]:
+    """The RFC 2047 decoded, unfolded values of the fields called *name* in the
+    header *block*, in order: for a message's top-level header block, what
+    :func:`mailhaven.mime.header_value` returns."""
+    wanted = name.lower().encode("ascii", "replace")
+    pattern = _field_start(wanted)
     if pattern is None:
-        return header_value(raw, metadata, name)
-    root = metadata.root
-    block = raw[root.header_start : root.body_start]
-    empty = _EMPTY_LINE.search(block)
-    end = len(block) if empty is None else empty.start()
+        fields = parse_fields(block, 0, len(block))
+        return [decode_text(field.value) for field in fields if field.name.lower() == wanted]
+    end = _fields_end(block)
     values = []
     for match in pattern.finditer(block, 0, end):
         with_colon = match.group(1) is not None
@@ -62,3 +60,11 @@ def top_field_values(raw: bytes, metadata: MessageMetadata, name: str) -> list[s
         elif not folded:  # folded, the colon-less name runs into the next line
             values.append("")
     return values
+
+
+def _fields_end(block: bytes) -> int:
+    """Where the first empty line starts (the fields end there), or the block's end."""
+    if block.startswith((b"\n", b"\r\n")):
+        return 0
+    ends = [found + 1 for found in (block.find(b"\n\n"), block.find(b"\n\r\n")) if found >= 0]
+    return min(ends, default=len(block))

@@ -415,6 +415,11 @@ class Storage(ABC):
         timezone (RFC 9051 6.4.4 BEFORE/ON/SINCE, SENT*); with *sent*, a message
         without a valid Date header is in no range."""
 
+    @abstractmethod
+    async def header_blocks(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+        """The top-level header block (``raw[header_start:body_start]`` of the root
+        part) of each of *uids* still in the mailbox, by UID."""
+
     # ----------------------------------------------------------------- mail flow (import)
     @abstractmethod
     async def append_imported(
