@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from mailhaven.codec.commands import SearchKey
+from mailhaven.imap.search import matching_uids
+from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as sqlite_backend
+from mailhaven.storage.interface import NewMessage
 from tests.support import ServerThread
 
 
@@ -147,6 +151,43 @@ def test_migration_fills_sent_days_of_stored_messages(tmp_path: Path) -> None:
             assert await storage.search_dates(7, march_2, None, sent=True) == {2}
             # 1646092800 is midnight UTC on 1 March 2022, stored with offset 0.
             assert await storage.search_dates(7, None, march_2, sent=False) == {1, 2, 3, 4}
+        finally:
+            await storage.close()
+
+    asyncio.run(check())
+
+
+def _new_message(body: str) -> NewMessage:
+    raw = _message("Tue, 1 Mar 2022 10:00:00 +0000", "s", body)
+    analyzed = analyze(raw)
+    return NewMessage(
+        raw=raw,
+        flags=frozenset(),
+        internal_date=datetime.datetime(2022, 3, 1, tzinfo=datetime.UTC),
+        metadata=analyzed.metadata.to_bytes(),
+        body_text=analyzed.body_text,
+        header_text=analyzed.header_text,
+    )
+
+
+@pytest.mark.parametrize("filler", [0, 120])  # many hits (one pass) or few (one by one)
+def test_index_answers_leave_out_messages_the_view_does_not_hold(
+    tmp_path: Path, filler: int
+) -> None:
+    async def check() -> None:
+        storage = SqliteStorage(tmp_path / "test.db")
+        await storage.open()
+        try:
+            user = await storage.create_user("alice", "x")
+            inbox = await storage.get_mailbox(user.id, "INBOX")
+            assert inbox is not None
+            found = [_new_message("a needle here")] * 2 + [_new_message("hay")] * filler
+            await storage.append(inbox.id, found)
+            view = await SelectedMailbox.open(storage, inbox, readonly=True)
+            await storage.append(inbox.id, [_new_message("another needle")])  # not in view
+            assert await matching_uids(storage, view, SearchKey("BODY", "needle")) == [1, 2]
+            on_day = SearchKey("ON", datetime.date(2022, 3, 1))
+            assert await matching_uids(storage, view, on_day) == view.uids
         finally:
             await storage.close()
 
