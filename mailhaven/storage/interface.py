@@ -406,6 +406,20 @@ class Storage(ABC):
         """UIDs whose decoded body text (and with *headers*, decoded header text)
         contains *needle*, compared case-insensitively (RFC 9051 6.4.4 BODY/TEXT)."""
 
+    @abstractmethod
+    async def search_dates(
+        self,
+        mailbox_id: int,
+        first: datetime.date | None,
+        end: datetime.date | None,
+        *,
+        sent: bool,
+    ) -> set[int]:
+        """UIDs whose INTERNALDATE (with *sent*, Date header) falls on a day from
+        *first* up to but excluding *end* (None: unbounded), disregarding time and
+        timezone (RFC 9051 6.4.4 BEFORE/ON/SINCE, SENT*); with *sent*, a message
+        without a valid Date header is in no range."""
+
     # ----------------------------------------------------------------- mail flow (import)
     @abstractmethod
     async def append_imported(
