@@ -110,13 +110,26 @@ def _running_server(arguments: argparse.Namespace, accounts: list[Account]) -> I
     yield target
 
 
+# Connections besides the idlers: the setup client, the concurrent login and mixed-load
+# clients (the idlers are gone by then) and a margin for sockets still closing.
+CONNECTION_HEADROOM = 200
+
+
 def targets(
     arguments: argparse.Namespace, accounts: list[Account], workdir: Path
 ) -> list[tuple[str, AbstractContextManager[Target]]]:
     chosen: list[tuple[str, AbstractContextManager[Target]]] = []
     if arguments.server == "mailhaven":
         chosen.append(
-            ("mailhaven", servers.mailhaven(accounts, workdir / "mailhaven", arguments.workers))
+            (
+                "mailhaven",
+                servers.mailhaven(
+                    accounts,
+                    workdir / "mailhaven",
+                    arguments.workers,
+                    connections=arguments.idlers + CONNECTION_HEADROOM,
+                ),
+            )
         )
     else:
         chosen.append((arguments.server, _running_server(arguments, accounts)))

@@ -118,7 +118,11 @@ def _mailhaven_supports_lmtp() -> bool:
 
 
 @contextlib.contextmanager
-def mailhaven(accounts: list[Account], workdir: Path, workers: int = 1) -> Iterator[Target]:
+def mailhaven(
+    accounts: list[Account], workdir: Path, workers: int = 1, connections: int = 1000
+) -> Iterator[Target]:
+    """Mailhaven with room for *connections* from the benchmark (all from one
+    address, to one account: the idlers and the concurrent clients)."""
     data = workdir / "mailhaven-data"
     data.mkdir()
     imap_port = free_port()
@@ -129,6 +133,8 @@ def mailhaven(accounts: list[Account], workdir: Path, workers: int = 1) -> Itera
         f'[imap]\nlisten = "127.0.0.1:{imap_port}"',
         '[imaps]\nlisten = "off"',
         "[auth]\nallow_plaintext_on_loopback = true",
+        f"[limits]\nmax_connections = {connections}\nmax_connections_per_ip = {connections}"
+        f"\nmax_connections_per_account = {connections}",
     ]
     if lmtp_port is not None:
         config.append(f'[lmtp]\nlisten = "127.0.0.1:{lmtp_port}"')
