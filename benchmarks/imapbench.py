@@ -51,6 +51,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes of a started Mailhaven"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="[server] event_loop of a started Mailhaven (auto: uvloop when installed)",
+    )
     parser.add_argument("--user", default="bench")
     parser.add_argument("--password", default="bench-password-1")
     parser.add_argument("--user2", default="bench2", help="LMTP recipient")
@@ -128,6 +134,7 @@ def targets(
                     workdir / "mailhaven",
                     arguments.workers,
                     connections=arguments.idlers + CONNECTION_HEADROOM,
+                    event_loop=arguments.event_loop,
                 ),
             )
         )

@@ -119,7 +119,11 @@ def _mailhaven_supports_lmtp() -> bool:
 
 @contextlib.contextmanager
 def mailhaven(
-    accounts: list[Account], workdir: Path, workers: int = 1, connections: int = 1000
+    accounts: list[Account],
+    workdir: Path,
+    workers: int = 1,
+    connections: int = 1000,
+    event_loop: str = "auto",
 ) -> Iterator[Target]:
     """Mailhaven with room for *connections* from the benchmark (all from one
     address, to one account: the idlers and the concurrent clients)."""
@@ -138,8 +142,7 @@ def mailhaven(
     ]
     if lmtp_port is not None:
         config.append(f'[lmtp]\nlisten = "127.0.0.1:{lmtp_port}"')
-    if workers > 1:
-        config.append(f"[server]\nworkers = {workers}")
+    config.append(f'[server]\nworkers = {workers}\nevent_loop = "{event_loop}"')
     config_file = workdir / "mailhaven.toml"
     config_file.write_text("\n".join(config) + "\n")
     command = [sys.executable, "-m", "mailhaven", "--config", str(config_file)]

@@ -5,6 +5,8 @@ ENABLE (RFC 5161), ID (RFC 2971), UNSELECT (RFC 3691), WITHIN (RFC 5032)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.support import RawClient, ServerThread
@@ -22,14 +24,20 @@ def mail(n: int) -> bytes:
     return b"Subject: m%d\r\nFrom: a@b\r\n\r\nbody %d\r\n" % (n, n)
 
 
+_box_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def five(client):
     """A fresh mailbox of five messages, selected."""
-    name = b"Box%d" % id(client)
+    # Not id(client): the server lives for the whole module and ids are reused, so a
+    # later test could get an earlier test's mailbox, messages and all.
+    name = b"Box%d" % next(_box_numbers)
     client.command(b"C", b"CREATE " + name)
     for n in range(1, 6):
         client.command(b"A", b"APPEND %s {%d+}\r\n%s" % (name, len(mail(n)), mail(n)))
     client.command(b"S", b"SELECT " + name)
+    client.box_name = name  # type: ignore[attr-defined]
     return client
 
 
@@ -143,7 +151,7 @@ def test_enable_id_and_unselect(five):
     five.command(b"D", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
     assert data(five, b"UNSELECT") == []  # RFC 3691: no EXPUNGE responses ...
     assert five.command(b"F", b"FETCH 1 UID")[-1].startswith(b"F BAD")  # ... and deselected
-    name = b"Box%d" % id(five)
+    name = five.box_name
     assert data(five, b"STATUS %s (MESSAGES DELETED)" % name) == [
         b"* STATUS %s (MESSAGES 5 DELETED 1)" % name
     ]

@@ -18,27 +18,21 @@ from mailhaven.imap.session import Session, State, bad, untagged_ok
 
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
-    woken = asyncio.Event()
-    session.change_listener = woken.set
+    wakeup = _Wakeup(asyncio.get_running_loop())
+    session.change_listener = wakeup.wake
     await session.send(responses.Continuation(b"idling"))
     line_task = asyncio.ensure_future(
         session.channel.read_raw_line(timeout=session.config.limits.autologout_seconds)
     )
+    line_task.add_done_callback(wakeup.wake)
     try:
         while True:
             if session.state is State.SELECTED:
                 await session.send_updates(allow_expunge=True)
-            woken_task = asyncio.ensure_future(woken.wait())
-            done, _ = await asyncio.wait(
-                {line_task, woken_task},
-                timeout=session.config.idle_keepalive_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            woken_task.cancel()
-            woken.clear()
-            if line_task in done:
+            woken = await wakeup.wait(session.config.idle_keepalive_seconds)
+            if line_task.done():
                 break
-            if not done:
+            if not woken:
                 await session.send(untagged_ok("Still here"))
     finally:
         session.change_listener = None
@@ -50,3 +44,39 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
     if line.strip().upper() != b"DONE":
         raise bad("Expected DONE to end IDLE")
     return Tagged(command.tag, "OK", "IDLE terminated")
+
+
+class _Wakeup:
+    """What an idling session waits for: a change, the client's line or the keepalive
+    time.  A commit wakes every idler of the mailbox at once, so a wait costs one
+    future and one timer, not tasks; a wake while the session is busy is kept."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[bool] | None = None
+        self._pending = False
+
+    def wake(self, *_: object) -> None:
+        self._resolve(True)
+
+    def _time_out(self) -> None:
+        self._resolve(False)
+
+    def _resolve(self, woken: bool) -> None:
+        if self._future is None:
+            self._pending = self._pending or woken
+        elif not self._future.done():
+            self._future.set_result(woken)
+
+    async def wait(self, timeout: float) -> bool:
+        """True when woken, False when *timeout* seconds passed without a wake."""
+        if self._pending:
+            self._pending = False
+            return True
+        self._future = self._loop.create_future()
+        timer = self._loop.call_later(timeout, self._time_out)
+        try:
+            return await self._future
+        finally:
+            timer.cancel()
+            self._future = None
