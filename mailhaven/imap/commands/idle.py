@@ -18,7 +18,7 @@ from mailhaven.imap.session import Session, State, bad, untagged_ok
 
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
-    wakeup = _Wakeup(asyncio.get_running_loop())
+    wakeup = _Wakeup(asyncio.get_running_loop(), session.config.idle_keepalive_seconds)
     session.change_listener = wakeup.wake
     await session.send(responses.Continuation(b"idling"))
     line_task = asyncio.ensure_future(
@@ -29,13 +29,14 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
         while True:
             if session.state is State.SELECTED:
                 await session.send_updates(allow_expunge=True)
-            woken = await wakeup.wait(session.config.idle_keepalive_seconds)
+            woken = await wakeup.wait()
             if line_task.done():
                 break
             if not woken:
                 await session.send(untagged_ok("Still here"))
     finally:
         session.change_listener = None
+        wakeup.close()
         line_task.cancel()
     line = line_task.result()
     if line is None:
@@ -48,19 +49,22 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
 
 class _Wakeup:
     """What an idling session waits for: a change, the client's line or the keepalive
-    time.  A commit wakes every idler of the mailbox at once, so a wait costs one
-    future and one timer, not tasks; a wake while the session is busy is kept."""
+    time.  A commit wakes every idler of the mailbox at once, so a wake must cost
+    little: one future per wait, no task, and one keepalive timer per IDLE that is
+    moved forward rather than cancelled and created anew at each wait (10,000
+    discarded timers per commit would also keep the garbage collector busy).  A wake
+    while the session is busy is kept."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self._loop = loop
+        self._timeout = timeout
         self._future: asyncio.Future[bool] | None = None
         self._pending = False
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def wake(self, *_: object) -> None:
         self._resolve(True)
-
-    def _time_out(self) -> None:
-        self._resolve(False)
 
     def _resolve(self, woken: bool) -> None:
         if self._future is None:
@@ -68,15 +72,30 @@ class _Wakeup:
         elif not self._future.done():
             self._future.set_result(woken)
 
-    async def wait(self, timeout: float) -> bool:
-        """True when woken, False when *timeout* seconds passed without a wake."""
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._future is None:
+            return  # between waits: the next wait arms it again
+        if self._loop.time() >= self._deadline:
+            self._resolve(False)
+        else:  # a wake moved the deadline on since this timer was armed
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+
+    async def wait(self) -> bool:
+        """True when woken, False when the timeout passed without a wake."""
         if self._pending:
             self._pending = False
             return True
+        self._deadline = self._loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
         self._future = self._loop.create_future()
-        timer = self._loop.call_later(timeout, self._time_out)
         try:
             return await self._future
         finally:
-            timer.cancel()
             self._future = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
