@@ -63,6 +63,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes of a started Mailhaven"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="[server] event_loop of a started Mailhaven (auto: uvloop when installed)",
+    )
     parser.add_argument("--user", default="bench")
     parser.add_argument("--password", default="bench-password-1")
     parser.add_argument("--user2", default="bench2", help="LMTP recipient")
@@ -132,6 +138,11 @@ def _running_server(arguments: argparse.Namespace, accounts: list[Account]) -> I
     yield target
 
 
+# Connections besides the idlers: the setup client, the concurrent login and mixed-load
+# clients (the idlers are gone by then) and a margin for sockets still closing.
+CONNECTION_HEADROOM = 200
+
+
 def targets(
     arguments: argparse.Namespace,
     accounts: list[Account],
@@ -144,7 +155,14 @@ def targets(
         chosen.append(
             (
                 "mailhaven",
-                servers.mailhaven(accounts, workdir / "mailhaven", arguments.workers, maildir),
+                servers.mailhaven(
+                    accounts,
+                    workdir / "mailhaven",
+                    arguments.workers,
+                    maildir,
+                    connections=arguments.idlers + CONNECTION_HEADROOM,
+                    event_loop=arguments.event_loop,
+                ),
             )
         )
     else:

@@ -119,10 +119,17 @@ def _mailhaven_supports_lmtp() -> bool:
 
 @contextlib.contextmanager
 def mailhaven(
-    accounts: list[Account], workdir: Path, workers: int = 1, preload: Path | None = None
+    accounts: list[Account],
+    workdir: Path,
+    workers: int = 1,
+    preload: Path | None = None,
+    connections: int = 1000,
+    event_loop: str = "auto",
 ) -> Iterator[Target]:
-    """A started ``mailhaven serve``; with *preload*, the first account's INBOX is
-    imported from that Maildir first (``mailhaven import``, the server stopped)."""
+    """A started ``mailhaven serve`` with room for *connections* from the benchmark (all
+    from one address, to one account: the idlers and the concurrent clients); with
+    *preload*, the first account's INBOX is imported from that Maildir first
+    (``mailhaven import``, the server stopped)."""
     data = workdir / "mailhaven-data"
     data.mkdir()
     imap_port = free_port()
@@ -133,11 +140,12 @@ def mailhaven(
         f'[imap]\nlisten = "127.0.0.1:{imap_port}"',
         '[imaps]\nlisten = "off"',
         "[auth]\nallow_plaintext_on_loopback = true",
+        f"[limits]\nmax_connections = {connections}\nmax_connections_per_ip = {connections}"
+        f"\nmax_connections_per_account = {connections}",
     ]
     if lmtp_port is not None:
         config.append(f'[lmtp]\nlisten = "127.0.0.1:{lmtp_port}"')
-    if workers > 1:
-        config.append(f"[server]\nworkers = {workers}")
+    config.append(f'[server]\nworkers = {workers}\nevent_loop = "{event_loop}"')
     config_file = workdir / "mailhaven.toml"
     config_file.write_text("\n".join(config) + "\n")
     command = [sys.executable, "-m", "mailhaven", "--config", str(config_file)]

@@ -110,6 +110,8 @@ class Config:
     lockout: LockoutConfig = field(default_factory=LockoutConfig)
     # Server processes sharing the listeners and the store (mailhaven/workers.py).
     workers: int = 1
+    # "auto": uvloop when installed (mailhaven/runtime.py); "asyncio" or "uvloop".
+    event_loop: str = "auto"
 
     @property
     def tls_dir(self) -> Path:
@@ -316,6 +318,7 @@ _SCHEMA: dict[str, Check] = {
     "lockout.delay_max_ms": _integer_at_least(0),
     "lockout.trusted_networks": _networks,
     "server.workers": _integer_at_least(1),
+    "server.event_loop": _choice(("auto", "asyncio", "uvloop")),
 }
 _TABLES = {key.split(".")[0] for key in _SCHEMA if "." in key}
 
@@ -386,6 +389,7 @@ def _build(checked: dict[str, Any]) -> Config:
         ("lmtp.listen", "lmtp_listen"),
         ("lmtp.domains", "lmtp_domains"),
         ("server.workers", "workers"),
+        ("server.event_loop", "event_loop"),
     ):
         if key in checked:
             top_level[name] = checked[key]

@@ -18,8 +18,9 @@ import socket
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from mailhaven import runtime
 from mailhaven.codec.protocol import (
     CommandReceived,
     CommandRejected,
@@ -119,6 +120,9 @@ class Connection:
         data = self._outgoing(data)
         self.bytes_out += len(data)
         self._writer.write(data)
+        transport = self._writer.transport
+        if not transport.get_write_buffer_size() and not transport.is_closing():
+            return  # the socket took everything: nothing to wait for (10,000 idlers' EXISTS)
         try:
             # asyncio.timeout, not wait_for: no extra task, so a write that need not
             # wait does not yield to the event loop either.
@@ -355,7 +359,9 @@ class _HeldConnection(asyncio.Protocol):
         self._server = server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, but not always an asyncio.Transport subclass: uvloop's
+        # TCPTransport only implements its methods.
+        transport = cast(asyncio.Transport, transport)
         transport.pause_reading()
         self._server._spawn(self._server._accept_implicit_tls(transport))
 
@@ -523,6 +529,7 @@ class Server:
 async def _serve_until_signalled(config: Config) -> int:
     server = Server(config)
     await server.start()
+    log.info("event loop %s", runtime.loop_name())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -536,4 +543,6 @@ async def _serve_until_signalled(config: Config) -> int:
 
 def run(config: Config) -> int:
     """Serve until SIGTERM or SIGINT (``mailhaven serve``); returns the exit code."""
-    return asyncio.run(_serve_until_signalled(config))
+    runtime.raise_file_limit(config.limits.max_connections)
+    implicit_tls = config.imaps_listen is not None
+    return runtime.run(_serve_until_signalled(config), config.event_loop, implicit_tls=implicit_tls)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from mailhaven import runtime
 from mailhaven.config import Config
 from mailhaven.logs import setup_logging
 from mailhaven.notify import Broker, RelayingChangeHub, SupervisorLink
@@ -56,6 +57,8 @@ Listeners = dict[str, list[socket.socket]]  # name -> one socket per worker (or 
 
 def supervise(config: Config) -> int:
     """Serve with ``config.workers`` processes until SIGTERM or SIGINT; the exit code."""
+    # A refused event loop is a configuration error now, not a worker restarted forever.
+    runtime.loop_factory(config.event_loop, implicit_tls=config.imaps_listen is not None)
     _prepare_data_dir(config)
     listeners = bind_listeners(config)
     try:
@@ -258,7 +261,11 @@ def worker_main(config: Config, sockets: dict[str, socket.socket], broker: socke
     # Ctrl-C reaches the whole process group; the supervisor decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(config.log_level)
-    asyncio.run(_serve_as_worker(config, sockets, broker))
+    runtime.raise_file_limit(config.limits.max_connections)
+    implicit_tls = config.imaps_listen is not None
+    runtime.run(
+        _serve_as_worker(config, sockets, broker), config.event_loop, implicit_tls=implicit_tls
+    )
 
 
 async def _serve_as_worker(

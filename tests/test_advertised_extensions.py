@@ -5,6 +5,8 @@ ENABLE (RFC 5161), ID (RFC 2971), UNSELECT (RFC 3691), WITHIN (RFC 5032)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.support import RawClient, ServerThread
@@ -22,18 +24,21 @@ def mail(n: int) -> bytes:
     return b"Subject: m%d\r\nFrom: a@b\r\n\r\nbody %d\r\n" % (n, n)
 
 
+_box_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def five(client):
-    """A fresh mailbox of five messages, selected, deleted afterwards: the server lives
-    for the module, and a later client may get the same id() (CPython reuses it)."""
-    name = b"Box%d" % id(client)
+    """A fresh mailbox of five messages, selected."""
+    # Not id(client): the server lives for the whole module and ids are reused, so a
+    # later test could get an earlier test's mailbox, messages and all.
+    name = b"Box%d" % next(_box_numbers)
     client.command(b"C", b"CREATE " + name)
     for n in range(1, 6):
         client.command(b"A", b"APPEND %s {%d+}\r\n%s" % (name, len(mail(n)), mail(n)))
     client.command(b"S", b"SELECT " + name)
-    yield client
-    client.command(b"U", b"UNSELECT")
-    assert client.command(b"D", b"DELETE " + name)[-1].startswith(b"D OK")
+    client.box_name = name  # type: ignore[attr-defined]
+    return client
 
 
 def data(client: RawClient, command: bytes) -> list[bytes]:
@@ -146,7 +151,7 @@ def test_enable_id_and_unselect(five):
     five.command(b"D", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
     assert data(five, b"UNSELECT") == []  # RFC 3691: no EXPUNGE responses ...
     assert five.command(b"F", b"FETCH 1 UID")[-1].startswith(b"F BAD")  # ... and deselected
-    name = b"Box%d" % id(five)
+    name = five.box_name
     assert data(five, b"STATUS %s (MESSAGES DELETED)" % name) == [
         b"* STATUS %s (MESSAGES 5 DELETED 1)" % name
     ]

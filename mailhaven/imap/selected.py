@@ -201,7 +201,8 @@ class SelectedMailbox:
             new_uids.sort()
             self.uids.extend(new_uids)
             if not self.readonly:
-                self.recent.update(await storage.claim_recent(self.mailbox.id))
+                claimed = await storage.claim_new_recent(self.mailbox.id, changes.highest_modseq)
+                self.recent.update(claimed)
         self.known_modseq = changes.highest_modseq
         self.mailbox = replace(
             self.mailbox, uidnext=changes.uidnext, highest_modseq=changes.highest_modseq

@@ -226,6 +226,12 @@ class ChangeHub:
     """In-process publish/subscribe of "mailbox N changed" (called after commit)."""
 
     _listeners: dict[int, set[Listener]] = field(default_factory=dict)
+    # Bumped by each publish: a read begun at a mailbox's current generation has seen
+    # every change published so far, so later readers at the same one may share it.
+    _generations: dict[int, int] = field(default_factory=dict)
+
+    def generation(self, mailbox_id: int) -> int:
+        return self._generations.get(mailbox_id, 0)
 
     def subscribe(self, mailbox_id: int, listener: Listener) -> None:
         self._listeners.setdefault(mailbox_id, set()).add(listener)
@@ -238,6 +244,7 @@ class ChangeHub:
                 del self._listeners[mailbox_id]
 
     def publish(self, mailbox_id: int) -> None:
+        self._generations[mailbox_id] = self._generations.get(mailbox_id, 0) + 1
         for listener in list(self._listeners.get(mailbox_id, ())):
             listener(mailbox_id)
 
@@ -331,6 +338,12 @@ class Storage(ABC):
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         """UIDs whose \\Recent belongs to the caller: returns and clears them, so
         only one session sees each message as recent (RFC 3501 2.3.2)."""
+
+    async def claim_new_recent(self, mailbox_id: int, seen_modseq: int) -> set[int]:
+        """:meth:`claim_recent` for a session that has just seen the mailbox up to
+        *seen_modseq* with new messages in it.  A backend may answer from claims
+        already made since then (see ``storage.coalesce.RecentClaims``)."""
+        return await self.claim_recent(mailbox_id)
 
     @abstractmethod
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes: ...

@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from mailhaven.storage import sqlite_quota
+from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
 from mailhaven.storage.interface import (
     ChangeHub,
@@ -441,6 +442,8 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._reader_conns_lock = threading.Lock()
         self._thread_state = threading.local()
         self._fts = False
+        self._shared_reads = SharedReads()
+        self._recent_claims = RecentClaims()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -636,8 +639,19 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             return set()
         return await self._write(_claim_recent, mailbox_id)
 
+    async def claim_new_recent(self, mailbox_id: int, seen_modseq: int) -> set[int]:
+        return await self._recent_claims.claim(
+            mailbox_id, seen_modseq, lambda: self._write(_claim_recent_covering, mailbox_id)
+        )
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
-        return await self._read(_changes_since, mailbox_id, modseq)
+        # Every session a commit wakes asks this with the same modseq: one query
+        # answers them all.  The generation in the key keeps a read begun before a
+        # change was published from answering a session woken by it.
+        key = ("changes", mailbox_id, modseq, self.changes.generation(mailbox_id))
+        return await self._shared_reads.read(
+            key, lambda: self._read(_changes_since, mailbox_id, modseq)
+        )
 
     async def vanished_since(
         self, mailbox_id: int, modseq: int, uid_ranges: Sequence[tuple[int, int]]
@@ -1190,6 +1204,13 @@ def _claim_recent(tx: _Transaction, mailbox_id: int) -> set[int]:
     _mailbox_by_id(tx.conn, mailbox_id)
     rows = tx.conn.execute(_CLAIM_RECENT, (mailbox_id,))
     return {uid for (uid,) in rows}
+
+
+def _claim_recent_covering(tx: _Transaction, mailbox_id: int) -> Claim:
+    """The claimed UIDs and the modseq up to which every message was claimed."""
+    mailbox = _mailbox_by_id(tx.conn, mailbox_id)
+    rows = tx.conn.execute(_CLAIM_RECENT, (mailbox_id,))
+    return {uid for (uid,) in rows}, mailbox.highest_modseq
 
 
 # Every command of every session with a mailbox selected asks what changed.  Without

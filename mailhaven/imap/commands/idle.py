@@ -18,30 +18,25 @@ from mailhaven.imap.session import Session, State, bad, untagged_ok
 
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
-    woken = asyncio.Event()
-    session.change_listener = woken.set
+    wakeup = _Wakeup(asyncio.get_running_loop(), session.config.idle_keepalive_seconds)
+    session.change_listener = wakeup.wake
     await session.send(responses.Continuation(b"idling"))
     line_task = asyncio.ensure_future(
         session.channel.read_raw_line(timeout=session.config.limits.autologout_seconds)
     )
+    line_task.add_done_callback(wakeup.wake)
     try:
         while True:
             if session.state is State.SELECTED:
                 await session.send_updates(allow_expunge=True)
-            woken_task = asyncio.ensure_future(woken.wait())
-            done, _ = await asyncio.wait(
-                {line_task, woken_task},
-                timeout=session.config.idle_keepalive_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            woken_task.cancel()
-            woken.clear()
-            if line_task in done:
+            woken = await wakeup.wait()
+            if line_task.done():
                 break
-            if not done:
+            if not woken:
                 await session.send(untagged_ok("Still here"))
     finally:
         session.change_listener = None
+        wakeup.close()
         line_task.cancel()
     line = line_task.result()
     if line is None:
@@ -50,3 +45,57 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
     if line.strip().upper() != b"DONE":
         raise bad("Expected DONE to end IDLE")
     return Tagged(command.tag, "OK", "IDLE terminated")
+
+
+class _Wakeup:
+    """What an idling session waits for: a change, the client's line or the keepalive
+    time.  A commit wakes every idler of the mailbox at once, so a wake must cost
+    little: one future per wait, no task, and one keepalive timer per IDLE that is
+    moved forward rather than cancelled and created anew at each wait (10,000
+    discarded timers per commit would also keep the garbage collector busy).  A wake
+    while the session is busy is kept."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._future: asyncio.Future[bool] | None = None
+        self._pending = False
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def wake(self, *_: object) -> None:
+        self._resolve(True)
+
+    def _resolve(self, woken: bool) -> None:
+        if self._future is None:
+            self._pending = self._pending or woken
+        elif not self._future.done():
+            self._future.set_result(woken)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._future is None:
+            return  # between waits: the next wait arms it again
+        if self._loop.time() >= self._deadline:
+            self._resolve(False)
+        else:  # a wake moved the deadline on since this timer was armed
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+
+    async def wait(self) -> bool:
+        """True when woken, False when the timeout passed without a wake."""
+        if self._pending:
+            self._pending = False
+            return True
+        self._deadline = self._loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+        self._future = self._loop.create_future()
+        try:
+            return await self._future
+        finally:
+            self._future = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
