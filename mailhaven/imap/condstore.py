@@ -88,7 +88,7 @@ async def report_vanished_earlier(
     section 3.2.6).  UIDs still in this session's view are left to the ordinary
     VANISHED that reports them when the protocol allows (section 3.2.10)."""
     vanished = await session.storage.vanished_since(view.mailbox.id, modseq, ranges)
-    vanished = [uid for uid in vanished if uid not in view.summaries]
+    vanished = [uid for uid in vanished if uid not in view]
     if vanished:
         await session.send(responses.vanished(vanished, earlier=True))
 
@@ -111,7 +111,7 @@ async def resynchronise(
     if match_data is not None:
         ranges = _above(ranges, _confirmed_uid(view, *match_data))
     await report_vanished_earlier(session, view, modseq, ranges)
-    changed = [uid for uid in view.uids if view.summaries[uid].modseq > modseq]
+    changed = [uid for uid, seq in zip(view.uids, view.modseqs, strict=True) if seq > modseq]
     changed = [uid for uid in changed if _in_ranges(uid, ranges)]
     for start in range(0, len(changed), FETCH_BATCH):
         batch = changed[start : start + FETCH_BATCH]

@@ -133,6 +133,20 @@ class MessageSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageColumns:
+    """Every message of a mailbox, column by column in UID order: what a selected
+    view keeps, as a handful of sequences instead of one object per message.
+    Messages with equal flags share one frozenset."""
+
+    uids: Sequence[int]
+    flags: Sequence[frozenset[str]]
+    modseqs: Sequence[int]
+    internal_dates: Sequence[int]  # seconds since the epoch
+    tz_offsets: Sequence[int]  # the internal date's zone, seconds east of UTC
+    sizes: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to append: raw bytes exactly as received, and its metadata computed
     once (see :func:`mailhaven.mime.analyze`)."""
@@ -327,6 +341,20 @@ class Storage(ABC):
     async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
         """Every message of the mailbox in UID order."""
 
+    async def message_columns(self, mailbox_id: int) -> MessageColumns:
+        """Every message of the mailbox in UID order, as columns (what SELECT needs).
+        Backends should override this with one query that builds no per-message
+        objects; this default goes through :meth:`message_summaries`."""
+        summaries = await self.message_summaries(mailbox_id)
+        return MessageColumns(
+            uids=[s.uid for s in summaries],
+            flags=[s.flags for s in summaries],
+            modseqs=[s.modseq for s in summaries],
+            internal_dates=[epoch_and_offset(s.internal_date)[0] for s in summaries],
+            tz_offsets=[epoch_and_offset(s.internal_date)[1] for s in summaries],
+            sizes=[s.size for s in summaries],
+        )
+
     @abstractmethod
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         """UIDs whose \\Recent belongs to the caller: returns and clears them, so
@@ -496,3 +524,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def is_known_ip(self, user_id: int, ip: str) -> bool: ...
+
+
+def epoch_and_offset(moment: datetime.datetime) -> tuple[int, int]:
+    """An aware datetime as (seconds since the epoch, seconds east of UTC), the form
+    in which :class:`MessageColumns` keeps internal dates."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("internal dates must be timezone-aware")
+    return int(moment.timestamp()), int(offset.total_seconds())

@@ -79,7 +79,7 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     uids = view.resolve(command.sequence, uid=command.uid, saved=session.saved_search or ())
     if command.changed_since is not None:
         # RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ in the results.
-        uids = [u for u in uids if view.summaries[u].modseq > command.changed_since]
+        uids = [u for u in uids if view.modseq_of(u) > command.changed_since]
         if not any(a.name == "MODSEQ" for a in attributes):
             attributes.append(FetchAttribute("MODSEQ"))
     if any(a.name == "MODSEQ" for a in attributes):
@@ -165,7 +165,7 @@ async def _mark_seen(
     are then reported in the same FETCH response."""
     if view.readonly or not any(a.name in _SETS_SEEN and not a.peek for a in attributes):
         return
-    unseen = [u for u in uids if "\\Seen" not in view.summaries[u].flags]
+    unseen = [u for u in uids if "\\Seen" not in view.flags_of(u)]
     if not unseen:
         return
     result = await session.storage.store_flags(view.mailbox.id, unseen, "+", frozenset({"\\Seen"}))
@@ -271,9 +271,9 @@ Encoder = Callable[[SelectedMailbox, _Message, FetchAttribute], bytes]
 _ENCODERS: dict[str, Encoder] = {
     "UID": lambda view, m, a: b"%d" % m.uid,
     "FLAGS": lambda view, m, a: view.flag_list_of(m.uid),
-    "INTERNALDATE": lambda view, m, a: wire.date_time(view.summaries[m.uid].internal_date),
-    "RFC822.SIZE": lambda view, m, a: b"%d" % view.summaries[m.uid].size,
-    "MODSEQ": lambda view, m, a: b"(%d)" % view.summaries[m.uid].modseq,
+    "INTERNALDATE": lambda view, m, a: wire.date_time(view.internal_date_of(m.uid)),
+    "RFC822.SIZE": lambda view, m, a: b"%d" % view.size_of(m.uid),
+    "MODSEQ": lambda view, m, a: b"(%d)" % view.modseq_of(m.uid),
     "ENVELOPE": lambda view, m, a: _metadata(m).envelope,
     "BODY": lambda view, m, a: _metadata(m).body,
     "BODYSTRUCTURE": lambda view, m, a: _metadata(m).bodystructure,
