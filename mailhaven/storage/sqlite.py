@@ -1124,19 +1124,21 @@ def _claim_recent(tx: _Transaction, mailbox_id: int) -> set[int]:
     return {uid for (uid,) in rows}
 
 
+# The planner would walk the primary key for ORDER BY uid, visiting every message of
+# the mailbox on every refresh; the modseq index visits only the changes.
+_CHANGED_SINCE = (
+    f"SELECT {_SUMMARY_COLUMNS} FROM messages INDEXED BY messages_by_modseq"
+    " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid"
+)
+
+
 def _changes_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> Changes:
     mailbox = _mailbox_by_id(conn, mailbox_id)
     if mailbox.highest_modseq <= modseq:
         # Every change (flags, new messages, expunges) takes a new modseq of the
         # mailbox: nothing happened.  Sessions ask this after every command.
         return Changes(mailbox.highest_modseq, mailbox.uidnext, (), ())
-    # The planner would walk the primary key for ORDER BY uid, visiting every message
-    # of the mailbox on every refresh; the modseq index visits only the changes.
-    changed = conn.execute(
-        f"SELECT {_SUMMARY_COLUMNS} FROM messages INDEXED BY messages_by_modseq"
-        " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-        (mailbox_id, modseq),
-    )
+    changed = conn.execute(_CHANGED_SINCE, (mailbox_id, modseq))
     expunged = conn.execute(
         "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
         (mailbox_id, modseq),
