@@ -281,3 +281,11 @@ def test_message_columns_match_the_summaries(tmp_path: Path) -> None:
             await storage.close()
 
     asyncio.run(main())
+
+
+def test_changed_since_keeps_the_requested_uids_above_the_modseq() -> None:
+    view = _view([2, 4, 6, 8, 10], [frozenset()] * 5)
+    view.modseqs = array("q", [3, 9, 5, 6, 1])
+    assert view.changed_since(5, [2, 4, 6, 8, 10]) == [4, 8]
+    assert view.changed_since(5, [2, 8]) == [8]
+    assert view.changed_since(9, [2, 4, 6, 8, 10]) == []

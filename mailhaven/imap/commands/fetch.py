@@ -79,7 +79,7 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     uids = view.resolve(command.sequence, uid=command.uid, saved=session.saved_search or ())
     if command.changed_since is not None:
         # RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ in the results.
-        uids = [u for u in uids if view.modseq_of(u) > command.changed_since]
+        uids = view.changed_since(command.changed_since, uids)
         if not any(a.name == "MODSEQ" for a in attributes):
             attributes.append(FetchAttribute("MODSEQ"))
     if any(a.name == "MODSEQ" for a in attributes):
