@@ -193,7 +193,9 @@ class SelectedMailbox:
         return self.sizes[self._existing_index(uid)]
 
     def internal_date_of(self, uid: int) -> datetime.datetime:
-        index = self._existing_index(uid)
+        return self.internal_date_at(self._existing_index(uid))
+
+    def internal_date_at(self, index: int) -> datetime.datetime:
         return _datetime(self.internal_dates[index], self.tz_offsets[index])
 
     def summary_at(self, index: int) -> MessageSummary:
@@ -202,7 +204,7 @@ class SelectedMailbox:
             uid=self.uids[index],
             flags=self.flags[index],
             modseq=self.modseqs[index],
-            internal_date=_datetime(self.internal_dates[index], self.tz_offsets[index]),
+            internal_date=self.internal_date_at(index),
             size=self.sizes[index],
         )
 
@@ -237,7 +239,11 @@ class SelectedMailbox:
     def flag_list_of(self, uid: int) -> bytes:
         """The encoded FLAGS value of *uid* (RFC 9051 section 7.5.2): system flags
         first, then keywords, then ``\\Recent`` if this session holds it."""
-        return _encoded_flags(self.flags_of(uid), uid in self.recent)
+        return self.flag_list_at(self._existing_index(uid))
+
+    def flag_list_at(self, index: int) -> bytes:
+        """:meth:`flag_list_of` the message at *index* (its sequence number - 1)."""
+        return _encoded_flags(self.flags[index], self.uids[index] in self.recent)
 
     def _all_keywords(self) -> set[str]:
         # Messages share their flag sets (see storage.flags.parse_flags): look at

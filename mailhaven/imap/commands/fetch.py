@@ -270,10 +270,11 @@ Encoder = Callable[[SelectedMailbox, _Message, FetchAttribute], bytes]
 
 _ENCODERS: dict[str, Encoder] = {
     "UID": lambda view, m, a: b"%d" % m.uid,
-    "FLAGS": lambda view, m, a: view.flag_list_of(m.uid),
-    "INTERNALDATE": lambda view, m, a: wire.date_time(view.internal_date_of(m.uid)),
-    "RFC822.SIZE": lambda view, m, a: b"%d" % view.size_of(m.uid),
-    "MODSEQ": lambda view, m, a: b"(%d)" % view.modseq_of(m.uid),
+    # The view's columns are indexed by sequence number - 1.
+    "FLAGS": lambda view, m, a: view.flag_list_at(m.number - 1),
+    "INTERNALDATE": lambda view, m, a: wire.date_time(view.internal_date_at(m.number - 1)),
+    "RFC822.SIZE": lambda view, m, a: b"%d" % view.sizes[m.number - 1],
+    "MODSEQ": lambda view, m, a: b"(%d)" % view.modseqs[m.number - 1],
     "ENVELOPE": lambda view, m, a: _metadata(m).envelope,
     "BODY": lambda view, m, a: _metadata(m).body,
     "BODYSTRUCTURE": lambda view, m, a: _metadata(m).bodystructure,
