@@ -16,8 +16,10 @@ import datetime
 import random
 import sqlite3
 from array import array
+from dataclasses import astuple
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +28,7 @@ from mailhaven.codec.parser import parse_command
 from mailhaven.imap import search as search_module
 from mailhaven.imap.search_columns import matching_uids_from_columns
 from mailhaven.imap.selected import SelectedMailbox
-from mailhaven.storage import SqliteStorage
+from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.interface import Mailbox, MessageColumns, NewMessage, epoch_and_offset
 
@@ -45,8 +47,17 @@ def _random_flags(rng: random.Random) -> frozenset[str]:
     return frozenset(rng.sample(FLAG_POOL, rng.randint(0, 3)))
 
 
+def _stored_columns(storage: SqliteStorage, mailbox_id: int) -> MessageColumns:
+    """The columns read in full over a connection of its own (no cache)."""
+    conn = sqlite3.connect(storage._path)
+    try:
+        return storage_sqlite._all_columns(conn, mailbox_id)
+    finally:
+        conn.close()
+
+
 async def _assert_view_matches_store(view: SelectedMailbox, storage: SqliteStorage) -> None:
-    stored = await storage.message_columns(view.mailbox.id)
+    stored = _stored_columns(storage, view.mailbox.id)
     assert list(view.uids) == list(stored.uids)
     assert view.flags == list(stored.flags)
     assert list(view.modseqs) == list(stored.modseqs)
@@ -257,7 +268,8 @@ def test_message_columns_match_the_summaries(tmp_path: Path) -> None:
             user = await storage.create_user("alice", "hash")
             inbox = await storage.get_mailbox(user.id, "INBOX")
             assert inbox is not None
-            assert await storage.message_columns(inbox.id) == MessageColumns((), (), (), (), (), ())
+            empty = await storage.message_columns(inbox.id)
+            assert [list(column) for column in astuple(empty)] == [[]] * 6
             rng = random.Random(3)
             await storage.append(inbox.id, [_new_message(i, _random_flags(rng)) for i in range(9)])
             await storage.store_flags(inbox.id, [2, 5], "+", frozenset({"\\Deleted"}))
@@ -289,3 +301,61 @@ def test_changed_since_keeps_the_requested_uids_above_the_modseq() -> None:
     assert view.changed_since(5, [2, 4, 6, 8, 10]) == [4, 8]
     assert view.changed_since(5, [2, 8]) == [8]
     assert view.changed_since(9, [2, 4, 6, 8, 10]) == []
+
+
+async def _cached_columns_follow_changes(path: Path) -> None:
+    """Two storages on one file are two processes: each keeps its own cache, and each
+    must catch up with the other's changes."""
+    first, second = SqliteStorage(path), SqliteStorage(path)
+    await first.open()
+    await second.open()
+    try:
+        user = await first.create_user("alice", "hash")
+        inbox = await first.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        rng = random.Random(11)
+        await first.append(inbox.id, [_new_message(i, _random_flags(rng)) for i in range(300)])
+        for round_number in range(8):
+            for storage in (first, second):
+                cached = await storage.message_columns(inbox.id)
+                assert astuple(cached) == astuple(_stored_columns(storage, inbox.id))
+            writer = (first, second)[round_number % 2]
+            live = list(_stored_columns(writer, inbox.id).uids)
+            # A few changes in most rounds (applied to the cached columns), many in
+            # one (read again in full).
+            count = 250 if round_number == 5 else rng.randint(1, 6)
+            await writer.store_flags(inbox.id, rng.sample(live, count), "+", frozenset({"X"}))
+            doomed = rng.sample(live, rng.randint(0, 4))
+            await writer.store_flags(inbox.id, doomed, "+", frozenset({"\\Deleted"}))
+            await writer.expunge(inbox.id, doomed)
+            await writer.append(inbox.id, [_new_message(500 + round_number, frozenset())])
+        # A new UIDVALIDITY (RENAME) must not reuse the old incarnation's columns.
+        await first.rename_mailbox(user.id, "INBOX", "Old")
+        renamed = await first.get_mailbox(user.id, "Old")
+        assert renamed is not None
+        for storage in (first, second):
+            columns = await storage.message_columns(renamed.id)
+            assert astuple(columns) == astuple(_stored_columns(storage, renamed.id))
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_cached_columns_follow_changes_made_anywhere(tmp_path: Path) -> None:
+    asyncio.run(_cached_columns_follow_changes(tmp_path / "test.db"))
+
+
+def test_column_cache_stays_within_its_budget() -> None:
+    cache = column_cache.ColumnCache(budget=10)
+    six = column_cache.packed(range(6), [frozenset()] * 6, [1] * 6, [0] * 6, [0] * 6, [1] * 6)
+    cache.put(1, 7, 5, six)
+    cache.put(2, 7, 5, six)  # over budget: the least recently used goes
+    assert cache.get(2, 7, 5) == (5, six)
+    with pytest.raises(KeyError):
+        cache.get(1, 7, 5)
+    with pytest.raises(KeyError):
+        cache.get(2, 8, 5)  # another UIDVALIDITY
+    with pytest.raises(KeyError):
+        cache.get(2, 7, 4)  # cached from a later state than the store's
+    cache.put(2, 7, 3, six)  # an older read does not replace a newer one
+    assert cache.get(2, 7, 9)[0] == 5
