@@ -341,19 +341,11 @@ class Storage(ABC):
     async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
         """Every message of the mailbox in UID order."""
 
+    @abstractmethod
     async def message_columns(self, mailbox_id: int) -> MessageColumns:
-        """Every message of the mailbox in UID order, as columns (what SELECT needs).
-        Backends should override this with one query that builds no per-message
-        objects; this default goes through :meth:`message_summaries`."""
-        summaries = await self.message_summaries(mailbox_id)
-        return MessageColumns(
-            uids=[s.uid for s in summaries],
-            flags=[s.flags for s in summaries],
-            modseqs=[s.modseq for s in summaries],
-            internal_dates=[epoch_and_offset(s.internal_date)[0] for s in summaries],
-            tz_offsets=[epoch_and_offset(s.internal_date)[1] for s in summaries],
-            sizes=[s.size for s in summaries],
-        )
+        """Every message of the mailbox in UID order, as columns (what SELECT needs),
+        without building an object per message.  The sequences may be shared with
+        other callers: copy them before changing them."""
 
     @abstractmethod
     async def claim_recent(self, mailbox_id: int) -> set[int]:
