@@ -173,9 +173,6 @@ _ATOMS = [
     "LARGER 120",
     "SMALLER 200",
     "MODSEQ 5",
-    "BEFORE 3-Jan-2020",
-    "ON 2-Jan-2020",
-    "SINCE 2-Jan-2020",
     "OLDER 3000",
     "YOUNGER 86400",
     "1:3",
@@ -238,6 +235,35 @@ def test_column_search_agrees_with_the_per_message_predicates(
     assert isinstance(command, c.Search)
     found = matching_uids_from_columns(view, command.key, saved, NOW)
     assert found == _by_predicates(view, command.key, saved)
+
+
+_DATE_CHECKS = {
+    "BEFORE": lambda day, wanted: day < wanted,
+    "ON": lambda day, wanted: day == wanted,
+    "SINCE": lambda day, wanted: day >= wanted,
+}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    _views(),
+    st.sampled_from(sorted(_DATE_CHECKS)),
+    st.dates(datetime.date(2019, 12, 31), datetime.date(2020, 1, 4)),
+)
+def test_column_date_keys_compare_the_day_in_the_dates_own_zone(
+    view_and_saved: tuple[SelectedMailbox, set[int]], op: str, wanted: datetime.date
+) -> None:
+    """RFC 9051 section 6.4.4: BEFORE/ON/SINCE disregard time and timezone, so the
+    day is the internal date's own (zones here reach from -05:30 to +14:00)."""
+    view, _ = view_and_saved
+    check = _DATE_CHECKS[op]
+    expected = [
+        uid
+        for index, uid in enumerate(view.uids)
+        if check(view.summary_at(index).internal_date.date(), wanted)
+    ]
+    key = c.SearchKey(op, wanted)
+    assert matching_uids_from_columns(view, key, set(), NOW) == expected
 
 
 def test_keys_the_columns_cannot_answer_are_left_to_the_message_pass() -> None:
