@@ -88,7 +88,7 @@ async def report_vanished_earlier(
     section 3.2.6).  UIDs still in this session's view are left to the ordinary
     VANISHED that reports them when the protocol allows (section 3.2.10)."""
     vanished = await session.storage.vanished_since(view.mailbox.id, modseq, ranges)
-    vanished = [uid for uid in vanished if uid not in view.summaries]
+    vanished = [uid for uid in vanished if uid not in view]
     if vanished:
         await session.send(responses.vanished(vanished, earlier=True))
 
@@ -130,8 +130,7 @@ async def changed_since(session: Session, view: SelectedMailbox, modseq: int) ->
     waits) is among the store's expunges after *modseq*."""
     changes = await session.storage.changes_since(view.mailbox.id, modseq)
     candidates = sorted({summary.uid for summary in changes.changed}.union(changes.expunged))
-    summaries = view.summaries
-    return [uid for uid in candidates if uid in summaries and summaries[uid].modseq > modseq]
+    return [uid for uid in candidates if uid in view and view.modseq_of(uid) > modseq]
 
 
 def among(uids: list[int], ascending: Sequence[int]) -> list[int]:

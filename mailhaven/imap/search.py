@@ -18,24 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailhaven.codec.commands import SearchKey, SequenceSet
+from mailhaven.imap.search_columns import FLAG_KEYS as _FLAG_KEYS
+from mailhaven.imap.search_columns import matching_uids_from_columns
 from mailhaven.imap.search_fields import top_field_values
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage.interface import MessageObjectData, MessageSummary, Storage
 
 BATCH = 512
 
-_FLAG_KEYS = {
-    "ANSWERED": ("\\Answered", True),
-    "DELETED": ("\\Deleted", True),
-    "DRAFT": ("\\Draft", True),
-    "FLAGGED": ("\\Flagged", True),
-    "SEEN": ("\\Seen", True),
-    "UNANSWERED": ("\\Answered", False),
-    "UNDELETED": ("\\Deleted", False),
-    "UNDRAFT": ("\\Draft", False),
-    "UNFLAGGED": ("\\Flagged", False),
-    "UNSEEN": ("\\Seen", False),
-}
 _ADDRESS_KEYS = {"FROM": "From", "TO": "To", "CC": "Cc", "BCC": "Bcc", "SUBJECT": "Subject"}
 _TEXT_KEYS = {"BODY": False, "TEXT": True}
 # Date keys are answered by the store's date indexes; SENT* compare the Date header.
@@ -78,6 +68,9 @@ async def matching_uids(
 ) -> list[int]:
     """UIDs of the messages in *view* matching *key*, in sequence-number order."""
     context = _Context(view, saved or set(), now or datetime.datetime.now(datetime.UTC))
+    from_memory = matching_uids_from_columns(view, key, context.saved, context.now)
+    if from_memory is not None:
+        return from_memory
     for op, needle in _text_needles(key):
         if (op, needle) not in context.text_hits:
             context.text_hits[(op, needle)] = await storage.search_text(
@@ -100,7 +93,8 @@ async def matching_uids(
     matches: list[int] = []
     for start in range(0, len(numbered), BATCH):
         messages = [
-            _Message(number, view.summaries[uid]) for number, uid in numbered[start : start + BATCH]
+            _Message(number, view.summary_at(number - 1))
+            for number, _ in numbered[start : start + BATCH]
         ]
         batch = [message.summary.uid for message in messages]
         to_load = batch if candidates is None else [uid for uid in batch if uid in candidates]

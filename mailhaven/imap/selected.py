@@ -18,25 +18,51 @@ that into responses at a point where the protocol allows them:
 from __future__ import annotations
 
 import bisect
+import datetime
 import functools
+import itertools
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import SequenceSet
-from mailhaven.storage.interface import Mailbox, MailboxNotFound, MessageSummary, Storage
+from mailhaven.storage.interface import (
+    Mailbox,
+    MailboxNotFound,
+    MessageSummary,
+    Storage,
+    epoch_and_offset,
+)
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+# Single lookups by UID bisect the UID column; a command that looks up more than this
+# many builds a UID -> index map once instead (FETCH 1:* of a large mailbox).
+_LOOKUPS_BEFORE_MAP = 64
 
 
 @dataclass
 class SelectedMailbox:
-    """One session's view of its selected mailbox."""
+    """One session's view of its selected mailbox.
+
+    The messages are kept as columns in sequence order (the message with sequence
+    number n is at index n - 1 of each): UIDs, flags (messages with equal flags share
+    one frozenset), modseqs, internal dates and sizes.  Compact arrays rather than one
+    object per message, because SELECT of a large mailbox builds all of them and the
+    next SELECT frees them; SEARCH of flags, numbers and dates runs over the columns
+    (see :mod:`mailhaven.imap.search_columns`).  Read the columns, never change them
+    from outside this class.
+    """
 
     mailbox: Mailbox
     readonly: bool
-    uids: list[int]
-    summaries: dict[int, MessageSummary]
+    uids: array[int]
+    flags: list[frozenset[str]]
+    modseqs: array[int]
+    internal_dates: array[int]  # seconds since the epoch
+    tz_offsets: array[int]  # the internal date's zone, seconds east of UTC
+    sizes: array[int]
     known_modseq: int
     recent: set[int] = field(default_factory=set)
     condstore: bool = False
@@ -53,17 +79,23 @@ class SelectedMailbox:
     # Set by EXPUNGE, UID EXPUNGE and MOVE under QRESYNC: the tagged OK carries
     # HIGHESTMODSEQ (RFC 7162 sections 3.2.7 and 3.2.9, RFC 6851 section 4.4).
     report_modseq_in_tagged: bool = False
+    _index_by_uid: dict[int, int] | None = None
+    _lookups: int = 0
 
     @classmethod
     async def open(cls, storage: Storage, mailbox: Mailbox, readonly: bool) -> SelectedMailbox:
-        summaries = await storage.message_summaries(mailbox.id)
+        columns = await storage.message_columns(mailbox.id)
         recent = set() if readonly else await storage.claim_recent(mailbox.id)
         view = cls(
             mailbox=mailbox,
             readonly=readonly,
-            uids=[s.uid for s in summaries],
-            summaries={s.uid: s for s in summaries},
-            known_modseq=max(mailbox.highest_modseq, max((s.modseq for s in summaries), default=0)),
+            uids=array("I", columns.uids),
+            flags=list(columns.flags),
+            modseqs=array("q", columns.modseqs),
+            internal_dates=array("q", columns.internal_dates),
+            tz_offsets=array("i", columns.tz_offsets),
+            sizes=array("q", columns.sizes),
+            known_modseq=max(mailbox.highest_modseq, max(columns.modseqs, default=0)),
             recent=recent,
         )
         view.keywords = view._all_keywords()
@@ -82,11 +114,32 @@ class SelectedMailbox:
     def uidnext(self) -> int:
         return max(self.mailbox.uidnext, (self.uids[-1] + 1) if self.uids else 1)
 
-    def sequence_number(self, uid: int) -> int | None:
+    def _index(self, uid: int) -> int | None:
+        """Where *uid* is in the columns, or None."""
+        by_uid = self._index_by_uid
+        if by_uid is not None:
+            return by_uid.get(uid)
+        self._lookups += 1
+        if self._lookups > _LOOKUPS_BEFORE_MAP:
+            self._index_by_uid = dict(zip(self.uids, range(len(self.uids)), strict=True))
+            return self._index_by_uid.get(uid)
         index = bisect.bisect_left(self.uids, uid)
         if index < len(self.uids) and self.uids[index] == uid:
-            return index + 1
+            return index
         return None
+
+    def _existing_index(self, uid: int) -> int:
+        index = self._index(uid)
+        if index is None:
+            raise KeyError(uid)
+        return index
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, int) and self._index(uid) is not None
+
+    def sequence_number(self, uid: int) -> int | None:
+        index = self._index(uid)
+        return None if index is None else index + 1
 
     def resolve(self, sequence: SequenceSet, *, uid: bool, saved: Iterable[int] = ()) -> list[int]:
         """UIDs (ascending) named by a sequence set of sequence numbers or UIDs.
@@ -126,6 +179,43 @@ class SelectedMailbox:
                     return False
         return True
 
+    # ------------------------------------------------------------- messages
+
+    def flags_of(self, uid: int) -> frozenset[str]:
+        """The flags of *uid* as last reported to the client (KeyError if absent)."""
+        return self.flags[self._existing_index(uid)]
+
+    def modseq_of(self, uid: int) -> int:
+        return self.modseqs[self._existing_index(uid)]
+
+    def size_of(self, uid: int) -> int:
+        return self.sizes[self._existing_index(uid)]
+
+    def internal_date_of(self, uid: int) -> datetime.datetime:
+        return self.internal_date_at(self._existing_index(uid))
+
+    def internal_date_at(self, index: int) -> datetime.datetime:
+        return _datetime(self.internal_dates[index], self.tz_offsets[index])
+
+    def summary_at(self, index: int) -> MessageSummary:
+        """The message at *index* (its sequence number - 1) as one object."""
+        return MessageSummary(
+            uid=self.uids[index],
+            flags=self.flags[index],
+            modseq=self.modseqs[index],
+            internal_date=self.internal_date_at(index),
+            size=self.sizes[index],
+        )
+
+    def first_unseen(self) -> int | None:
+        """The sequence number of the first message without \\Seen (RFC 3501
+        section 7.1, UNSEEN response code)."""
+        unseen_sets = {flags for flags in set(self.flags) if "\\Seen" not in flags}
+        if not unseen_sets:
+            return None
+        matches = map(unseen_sets.__contains__, self.flags)
+        return next(itertools.compress(itertools.count(1), matches), None)
+
     # ------------------------------------------------------------- flags
 
     def flags_response(self) -> responses.Data:
@@ -138,20 +228,26 @@ class SelectedMailbox:
     def flag_list_of(self, uid: int) -> bytes:
         """The encoded FLAGS value of *uid* (RFC 9051 section 7.5.2): system flags
         first, then keywords, then ``\\Recent`` if this session holds it."""
-        return _encoded_flags(self.summaries[uid].flags, uid in self.recent)
+        return self.flag_list_at(self._existing_index(uid))
+
+    def flag_list_at(self, index: int) -> bytes:
+        """:meth:`flag_list_of` the message at *index* (its sequence number - 1)."""
+        return _encoded_flags(self.flags[index], self.uids[index] in self.recent)
 
     def _all_keywords(self) -> set[str]:
         # Messages share their flag sets (see storage.flags.parse_flags): look at
         # each distinct set once rather than at every message's.
-        distinct = {s.flags for s in self.summaries.values()}
+        distinct = set(self.flags)
         return {f for flags in distinct for f in flags if not f.startswith("\\")}
 
     def record_own_changes(self, changed: Sequence[MessageSummary]) -> None:
         """Note flag changes this session made and reported itself (STORE), so
         :meth:`refresh` does not report them again as unsolicited FETCH."""
         for summary in changed:
-            if summary.uid in self.summaries:
-                self.summaries[summary.uid] = summary
+            index = self._index(summary.uid)
+            if index is not None:
+                self.flags[index] = summary.flags
+                self.modseqs[index] = summary.modseq
                 self._pending_flag_updates.discard(summary.uid)
                 self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
 
@@ -175,31 +271,29 @@ class SelectedMailbox:
         except MailboxNotFound:
             # Another session deleted the mailbox: to this session every message is
             # expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed.
-            self._pending_expunges.update(self.summaries)
+            self._pending_expunges.update(self.uids)
             return
         if changes.highest_modseq <= self.known_modseq:
             return
-        new_uids: list[int] = []
+        expunged = set(changes.expunged)
+        new: list[MessageSummary] = []
         last = self.uids[-1] if self.uids else 0
         for summary in changes.changed:
-            known = self.summaries.get(summary.uid)
-            if known is None:
-                if summary.uid > last and summary.uid not in changes.expunged:
-                    new_uids.append(summary.uid)
-                    self.summaries[summary.uid] = summary
+            index = self._index(summary.uid)
+            if index is None:
+                if summary.uid > last and summary.uid not in expunged:
+                    new.append(summary)
                 continue
-            if known.flags != summary.flags:
+            if self.flags[index] != summary.flags:
                 self._pending_flag_updates.add(summary.uid)
-            self.summaries[summary.uid] = summary
+            self.flags[index] = summary.flags
+            self.modseqs[index] = summary.modseq
             self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
         if not self._pending_expunges:
             self._modseq_before_pending_expunges = self.known_modseq
-        for uid in changes.expunged:
-            if uid in self.summaries and uid not in new_uids:
-                self._pending_expunges.add(uid)
-        if new_uids:
-            new_uids.sort()
-            self.uids.extend(new_uids)
+        self._pending_expunges.update(uid for uid in changes.expunged if uid in self)
+        if new:
+            self._append(sorted(new, key=lambda summary: summary.uid))
             if not self.readonly:
                 claimed = await storage.claim_new_recent(self.mailbox.id, changes.highest_modseq)
                 self.recent.update(claimed)
@@ -208,26 +302,55 @@ class SelectedMailbox:
             self.mailbox, uidnext=changes.uidnext, highest_modseq=changes.highest_modseq
         )
 
+    def _append(self, new: Sequence[MessageSummary]) -> None:
+        for summary in new:
+            epoch, offset = epoch_and_offset(summary.internal_date)
+            if self._index_by_uid is not None:
+                self._index_by_uid[summary.uid] = len(self.uids)
+            self.uids.append(summary.uid)
+            self.flags.append(summary.flags)
+            self.modseqs.append(summary.modseq)
+            self.internal_dates.append(epoch)
+            self.tz_offsets.append(offset)
+            self.sizes.append(summary.size)
+            self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
+
     def remove_expunged(self, expunged: Iterable[int]) -> list[int]:
         """Drop UIDs this session expunged itself; returns their sequence numbers
         in the order the EXPUNGE responses must be sent (each computed after the
         previous removal, RFC 9051 section 7.5.1)."""
-        numbers = []
+        numbers: list[int] = []
+        doomed: list[int] = []
         for uid in sorted(expunged):
             self._pending_expunges.discard(uid)
-            number = self.sequence_number(uid)
-            if number is None:
+            index = self._index(uid)
+            if index is None:
                 continue
-            numbers.append(number)
-            self._forget(number, uid)
+            # Every message removed before this one had a lower sequence number.
+            numbers.append(index + 1 - len(doomed))
+            doomed.append(index)
+            self.recent.discard(uid)
+            self._pending_flag_updates.discard(uid)
+        self._drop(doomed)
         return numbers
 
-    def _forget(self, number: int, uid: int) -> None:
-        del self.uids[number - 1]
-        self.summaries.pop(uid, None)
-        self.recent.discard(uid)
-        self._pending_flag_updates.discard(uid)
-        self._reported_count -= 1
+    def _drop(self, indexes: list[int]) -> None:
+        """Remove the messages at *indexes* from every column, in one pass."""
+        if not indexes:
+            return
+        keep = [True] * len(self.uids)
+        for index in indexes:
+            keep[index] = False
+        compress = itertools.compress
+        self.uids = array("I", compress(self.uids, keep))
+        self.flags = list(compress(self.flags, keep))
+        self.modseqs = array("q", compress(self.modseqs, keep))
+        self.internal_dates = array("q", compress(self.internal_dates, keep))
+        self.tz_offsets = array("i", compress(self.tz_offsets, keep))
+        self.sizes = array("q", compress(self.sizes, keep))
+        self._index_by_uid = None
+        self._lookups = 0
+        self._reported_count -= len(indexes)
 
     def drain_updates(self, *, allow_expunge: bool) -> list[responses.Data]:
         """The untagged responses owed to the client, in a safe order."""
@@ -235,10 +358,7 @@ class SelectedMailbox:
         if allow_expunge and self._pending_expunges:
             expunged = sorted(self._pending_expunges)
             if self.qresync:
-                for uid in expunged:
-                    number = self.sequence_number(uid)
-                    if number is not None:
-                        self._forget(number, uid)
+                self.remove_expunged(expunged)
                 out.append(responses.vanished(expunged))
             else:
                 out.extend(responses.expunge(n) for n in self.remove_expunged(expunged))
@@ -265,8 +385,17 @@ class SelectedMailbox:
         if with_uid:
             items.insert(0, (b"UID", b"%d" % uid))
         if self.condstore:
-            items.append((b"MODSEQ", b"(%d)" % self.summaries[uid].modseq))
+            items.append((b"MODSEQ", b"(%d)" % self.modseq_of(uid)))
         return items
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(offset: int) -> datetime.timezone:
+    return datetime.timezone(datetime.timedelta(seconds=offset))
+
+
+def _datetime(epoch: int, offset: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, _zone(offset))
 
 
 def _flag_order(flag: str) -> tuple[int, str]:

@@ -133,6 +133,20 @@ class MessageSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageColumns:
+    """Every message of a mailbox, column by column in UID order: what a selected
+    view keeps, as a handful of sequences instead of one object per message.
+    Messages with equal flags share one frozenset."""
+
+    uids: Sequence[int]
+    flags: Sequence[frozenset[str]]
+    modseqs: Sequence[int]
+    internal_dates: Sequence[int]  # seconds since the epoch
+    tz_offsets: Sequence[int]  # the internal date's zone, seconds east of UTC
+    sizes: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to append: raw bytes exactly as received, and its metadata computed
     once (see :func:`mailhaven.mime.analyze`)."""
@@ -335,6 +349,12 @@ class Storage(ABC):
         """Every message of the mailbox in UID order."""
 
     @abstractmethod
+    async def message_columns(self, mailbox_id: int) -> MessageColumns:
+        """Every message of the mailbox in UID order, as columns (what SELECT needs),
+        without building an object per message.  The sequences may be shared with
+        other callers: copy them before changing them."""
+
+    @abstractmethod
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         """UIDs whose \\Recent belongs to the caller: returns and clears them, so
         only one session sees each message as recent (RFC 3501 2.3.2)."""
@@ -528,3 +548,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def is_known_ip(self, user_id: int, ip: str) -> bool: ...
+
+
+def epoch_and_offset(moment: datetime.datetime) -> tuple[int, int]:
+    """An aware datetime as (seconds since the epoch, seconds east of UTC), the form
+    in which :class:`MessageColumns` keeps internal dates."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("internal dates must be timezone-aware")
+    return int(moment.timestamp()), int(offset.total_seconds())

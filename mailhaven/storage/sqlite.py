@@ -45,8 +45,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mailhaven.storage import sqlite_quota
+from mailhaven.storage import column_cache, sqlite_quota
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
+from mailhaven.storage.column_cache import ColumnCache
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
 from mailhaven.storage.interface import (
     ChangeHub,
@@ -58,6 +59,7 @@ from mailhaven.storage.interface import (
     MailboxExists,
     MailboxHasChildren,
     MailboxNotFound,
+    MessageColumns,
     MessageContent,
     MessageObjectData,
     MessageSummary,
@@ -444,6 +446,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._fts = False
         self._shared_reads = SharedReads()
         self._recent_claims = RecentClaims()
+        self._column_cache = ColumnCache()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -630,6 +633,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
 
     async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
         return await self._read(_message_summaries, mailbox_id)
+
+    async def message_columns(self, mailbox_id: int) -> MessageColumns:
+        return await self._read(_message_columns, mailbox_id, self._column_cache)
 
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         # After each new message every session that has the mailbox selected claims,
@@ -1192,6 +1198,46 @@ def _message_summaries(conn: sqlite3.Connection, mailbox_id: int) -> list[Messag
     ]
 
 
+def _message_columns(
+    conn: sqlite3.Connection, mailbox_id: int, cache: ColumnCache
+) -> MessageColumns:
+    """The mailbox's columns, from the process's cache brought up to date when it
+    holds them (see :mod:`mailhaven.storage.column_cache`), else read in full."""
+    mailbox = _mailbox_by_id(conn, mailbox_id)
+    current = (mailbox_id, mailbox.uidvalidity, mailbox.highest_modseq)
+    try:
+        since, cached = cache.get(*current)
+    except KeyError:
+        pass
+    else:
+        if since == mailbox.highest_modseq:
+            return cached
+        changed = conn.execute(_CHANGED_SINCE, (mailbox_id, since)).fetchall()
+        expunged = [uid for (uid,) in conn.execute(_EXPUNGED_SINCE, (mailbox_id, since))]
+        columns = column_cache.updated(cached, changed, expunged, parse_flags)
+        if columns is not None:
+            cache.put(*current, columns)
+            return columns
+    columns = _all_columns(conn, mailbox_id)
+    cache.put(*current, columns)
+    return columns
+
+
+def _all_columns(conn: sqlite3.Connection, mailbox_id: int) -> MessageColumns:
+    rows = conn.execute(
+        f"SELECT {_SUMMARY_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid",
+        (mailbox_id,),
+    ).fetchall()
+    if not rows:
+        return column_cache.packed((), (), (), (), (), ())
+    # Transposed and mapped in C: reading a large mailbox builds no object per
+    # message beyond the values sqlite3 returns, and parses each distinct flag text once.
+    uids, flag_texts, modseqs, dates, zones, sizes = zip(*rows, strict=True)
+    flag_sets = {text: parse_flags(text) for text in set(flag_texts)}
+    flags = map(flag_sets.__getitem__, flag_texts)
+    return column_cache.packed(uids, tuple(flags), modseqs, dates, zones, sizes)
+
+
 # Without statistics the planner prefers the primary key, which visits every message.
 _CLAIM_RECENT = (
     "UPDATE messages INDEXED BY messages_recent SET recent = 0"
@@ -1228,6 +1274,10 @@ _EXPUNGED_SINCE = (
 
 def _changes_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> Changes:
     mailbox = _mailbox_by_id(conn, mailbox_id)
+    if mailbox.highest_modseq <= modseq:
+        # Every change (flags, new messages, expunges) takes a new modseq of the
+        # mailbox: nothing happened.  Sessions ask this after every command.
+        return Changes(mailbox.highest_modseq, mailbox.uidnext, (), ())
     changed = conn.execute(_CHANGED_SINCE, (mailbox_id, modseq))
     expunged = conn.execute(_EXPUNGED_SINCE, (mailbox_id, modseq))
     return Changes(

@@ -208,7 +208,7 @@ async def _mark_seen(
     are then reported in the same FETCH response."""
     if view.readonly or not any(a.name in _SETS_SEEN and not a.peek for a in attributes):
         return
-    unseen = [u for u in uids if "\\Seen" not in view.summaries[u].flags]
+    unseen = [u for u in uids if "\\Seen" not in view.flags_of(u)]
     if not unseen:
         return
     result = await session.storage.store_flags(view.mailbox.id, unseen, "+", frozenset({"\\Seen"}))
@@ -317,10 +317,11 @@ Encoder = Callable[[SelectedMailbox, _Message, FetchAttribute], bytes]
 
 _ENCODERS: dict[str, Encoder] = {
     "UID": lambda view, m, a: b"%d" % m.uid,
-    "FLAGS": lambda view, m, a: view.flag_list_of(m.uid),
-    "INTERNALDATE": lambda view, m, a: wire.date_time(view.summaries[m.uid].internal_date),
-    "RFC822.SIZE": lambda view, m, a: b"%d" % view.summaries[m.uid].size,
-    "MODSEQ": lambda view, m, a: b"(%d)" % view.summaries[m.uid].modseq,
+    # The view's columns are indexed by sequence number - 1.
+    "FLAGS": lambda view, m, a: view.flag_list_at(m.number - 1),
+    "INTERNALDATE": lambda view, m, a: wire.date_time(view.internal_date_at(m.number - 1)),
+    "RFC822.SIZE": lambda view, m, a: b"%d" % view.sizes[m.number - 1],
+    "MODSEQ": lambda view, m, a: b"(%d)" % view.modseqs[m.number - 1],
     "ENVELOPE": lambda view, m, a: _metadata(m).envelope,
     "BODY": lambda view, m, a: _metadata(m).body,
     "BODYSTRUCTURE": lambda view, m, a: _metadata(m).bodystructure,

@@ -42,10 +42,7 @@ async def select(session: Session, command: c.Select) -> Tagged:
     out: list[responses.Response] = [view.flags_response(), responses.exists(view.exists)]
     if not session.rev2:
         out.append(responses.recent(len(view.recent)))
-        first_unseen = next(
-            (n for n, uid in enumerate(view.uids, 1) if "\\Seen" not in view.summaries[uid].flags),
-            None,
-        )
+        first_unseen = view.first_unseen()
         if first_unseen is not None:
             out.append(untagged_ok(f"First unseen is {first_unseen}", b"UNSEEN %d" % first_unseen))
     if command.readonly:

@@ -31,7 +31,7 @@ async def search(session: Session, command: c.Search) -> Tagged:
         session.saved_search = _saved_result(uids, options or ())
     numbers = uids if command.uid else [view.sequence_number(u) or 0 for u in uids]
     with_modseq = _uses_modseq(command.key)
-    highest = max((view.summaries[u].modseq for u in uids), default=None) if with_modseq else None
+    highest = max(map(view.modseq_of, uids), default=None) if with_modseq else None
     if options is None:
         await session.send(responses.search(numbers, highest if uids else None))
     elif options != ("SAVE",):

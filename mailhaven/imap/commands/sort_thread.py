@@ -35,9 +35,9 @@ class _Sortable:
 
 
 _SORT_VALUES: dict[str, Callable[[SelectedMailbox, _Sortable], object]] = {
-    "ARRIVAL": lambda view, m: view.summaries[m.uid].internal_date.timestamp(),
+    "ARRIVAL": lambda view, m: view.internal_date_of(m.uid).timestamp(),
     "DATE": lambda view, m: m.sent,
-    "SIZE": lambda view, m: view.summaries[m.uid].size,
+    "SIZE": lambda view, m: view.size_of(m.uid),
     "SUBJECT": lambda view, m: m.sort.base_subject,
     "FROM": lambda view, m: m.sort.from_mailbox,
     "TO": lambda view, m: m.sort.to_mailbox,
@@ -61,7 +61,7 @@ async def sort(session: Session, command: c.Sort) -> Tagged:
     numbers = [m.uid if command.uid else m.position for m in messages]
     payload = b" ".join([b"SORT", *(b"%d" % n for n in numbers)])
     if _uses_modseq(command.key) and uids:  # RFC 7162 section 3.1.5
-        payload += b" (MODSEQ %d)" % max(view.summaries[u].modseq for u in uids)
+        payload += b" (MODSEQ %d)" % max(map(view.modseq_of, uids))
     await session.send(responses.Data(payload))
     return Tagged(command.tag, "OK", "SORT completed")
 
@@ -115,7 +115,7 @@ async def _sortables(session: Session, view: SelectedMailbox, uids: list[int]) -
                     uid=uid,
                     position=position,
                     sort=sort_values(raw.get(uid, b""), meta),
-                    sent=_sent_timestamp(meta, view.summaries[uid].internal_date),
+                    sent=_sent_timestamp(meta, view.internal_date_of(uid)),
                 )
             )
     return result

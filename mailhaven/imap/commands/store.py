@@ -27,9 +27,7 @@ async def store(session: Session, command: c.Store) -> Tagged:
     # What the client would expect each message to look like afterwards, from the
     # flags it was last told about.
     expected = {
-        uid: apply_store(view.summaries[uid].flags, command.mode, flags)
-        for uid in uids
-        if uid in view.summaries
+        uid: apply_store(view.flags_of(uid), command.mode, flags) for uid in uids if uid in view
     }
     result = await session.storage.store_flags(
         view.mailbox.id, uids, command.mode, flags, command.unchanged_since
@@ -63,12 +61,12 @@ def _fetch_responses(
         number = view.sequence_number(uid)
         if number is None or uid in failed:
             continue
-        summary = view.summaries[uid]
+        current = view.flags_of(uid)
         with_uid = command.uid or view.condstore
-        if not command.silent or summary.flags != expected.get(uid, summary.flags):
+        if not command.silent or current != expected.get(uid, current):
             items = view.flag_items(uid, with_uid=with_uid)
         elif command.unchanged_since is not None:
-            items = [(b"MODSEQ", b"(%d)" % summary.modseq)]
+            items = [(b"MODSEQ", b"(%d)" % view.modseq_of(uid))]
             if with_uid:
                 items.insert(0, (b"UID", b"%d" % uid))
         else:
