@@ -72,6 +72,7 @@ from mailhaven.storage.interface import (
     User,
     UserExists,
     UserNotFound,
+    epoch_and_offset,
 )
 from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixin
 
@@ -295,15 +296,6 @@ def fts5_trigram_available() -> bool:
 def _json_ids(ids: Iterable[int]) -> str:
     """Many ids as one parameter, read back with json_each (no variable limit)."""
     return json.dumps(list(ids))
-
-
-def _epoch_and_offset(moment: datetime.datetime) -> tuple[int, int]:
-    """INTERNALDATE has one-second resolution and keeps the zone it was given with
-    (RFC 9051 section 2.3.3), so store UTC seconds plus the UTC offset."""
-    offset = moment.utcoffset()
-    if offset is None:
-        raise ValueError("internal_date must be timezone-aware")
-    return int(moment.timestamp()), int(offset.total_seconds())
 
 
 @functools.lru_cache(maxsize=256)
@@ -1125,7 +1117,7 @@ def _append(
         added_octets=sum(len(message.raw) for message in messages),
         added_messages=len(messages),
     )
-    stamps = [_epoch_and_offset(message.internal_date) for message in messages]
+    stamps = [epoch_and_offset(message.internal_date) for message in messages]
     # Content ids are EMAILIDs (RFC 8474 section 5.1), so they come from a counter
     # that never hands out an id twice.
     first_content_id = _next_id(conn, "last_content_id", len(messages))
