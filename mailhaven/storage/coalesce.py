@@ -73,6 +73,11 @@ class RecentClaims:
             if requested_at >= seen_modseq:
                 return set()  # that claim began after seen_modseq was committed
             # Begun earlier: it may miss messages this caller knows of; see what it covered.
+            if future.done():
+                # Its done callback may not have run yet, and awaiting a done future
+                # does not yield to the loop: without this the loop would spin here.
+                self._finished(mailbox_id, future)
+                continue
             with contextlib.suppress(Exception):
                 await asyncio.shield(future)
         future = asyncio.ensure_future(start())
