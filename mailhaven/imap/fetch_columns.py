@@ -50,7 +50,7 @@ def encoded_chunks(
     names = [a.name for a in attributes if a.name != "THREADID"]
     for start in range(0, len(indexes), CHUNK):
         part = indexes[start : start + CHUNK]
-        numbers = [index + 1 for index in part]
+        numbers = map((1).__add__, part)  # sequence numbers
         columns = [_column(view, name, part) for name in names]
         yield b"".join(map(line.__mod__, zip(numbers, *columns, strict=True)))
 
