@@ -165,6 +165,13 @@ class SelectedMailbox:
             result.extend(self.uids[max(low, 1) - 1 : high])
         return result
 
+    def indexes_of(self, uids: Sequence[int]) -> Sequence[int]:
+        """Where each of *uids* (ascending, all in the view, as :meth:`resolve` gives
+        them) is in the columns."""
+        if len(uids) == len(self.uids):
+            return range(len(uids))  # every message: resolve keeps the view's order
+        return [self._existing_index(uid) for uid in uids]
+
     def sequence_in_range(self, sequence: SequenceSet) -> bool:
         """RFC 9051 section 9 (seq-number): a sequence number above EXISTS is an
         error (BAD); ``*`` in an empty mailbox is also an error."""

@@ -74,6 +74,7 @@ from mailhaven.storage.interface import (
     UserNotFound,
     epoch_and_offset,
 )
+from mailhaven.storage.loop_reads import LoopThreadReads
 from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixin
 
 T = TypeVar("T")
@@ -439,6 +440,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._shared_reads = SharedReads()
         self._recent_claims = RecentClaims()
         self._column_cache = ColumnCache()
+        self._loop_reads = LoopThreadReads(self._path)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -463,6 +465,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         if writer is None or readers is None:
             return
         self._writer = self._readers = None
+        self._loop_reads.close()
         await asyncio.to_thread(self._shut_down, writer, readers)
 
     def _shut_down(self, writer: ThreadPoolExecutor, readers: ThreadPoolExecutor) -> None:
@@ -643,6 +646,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         )
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        position = self._loop_reads.mailbox_position(mailbox_id)
+        if position is not None and position[0] <= modseq:
+            return Changes(position[0], position[1], (), ())  # as _changes_since says
         # Every session a commit wakes asks this with the same modseq: one query
         # answers them all.  The generation in the key keeps a read begun before a
         # change was published from answering a session woken by it.

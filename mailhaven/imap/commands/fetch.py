@@ -19,7 +19,7 @@ from mailhaven.codec import commands as c
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import FetchAttribute, Section
 from mailhaven.codec.responses import Tagged
-from mailhaven.imap import condstore
+from mailhaven.imap import condstore, fetch_columns
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.imap.session import Session, bad, no
 from mailhaven.mime import (
@@ -131,6 +131,11 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
         ranges = condstore.uid_ranges(command.sequence, view, session.saved_search or ())
         await condstore.report_vanished_earlier(session, view, command.changed_since, ranges)
     await _mark_seen(session, view, uids, attributes)
+    if fetch_columns.served_from_view(attributes):
+        # Every resolved UID is in the view, so none can be missing here.
+        for chunk in fetch_columns.encoded_chunks(view, view.indexes_of(uids), attributes):
+            await session.send_encoded(chunk)
+        return Tagged(command.tag, "OK", "FETCH completed")
     load = _Loading(attributes)
     encode_items = _item_encoder(view, attributes)
     missing = 0
