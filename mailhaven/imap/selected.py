@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import SequenceSet
 from mailhaven.storage.interface import (
+    Changes,
     Mailbox,
     MailboxNotFound,
     MessageSummary,
@@ -269,12 +270,23 @@ class SelectedMailbox:
         try:
             changes = await storage.changes_since(self.mailbox.id, self.known_modseq)
         except MailboxNotFound:
-            # Another session deleted the mailbox: to this session every message is
-            # expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed.
-            self._pending_expunges.update(self.uids)
+            self.mailbox_deleted()
             return
+        if self.apply_changes(changes) and not self.readonly:
+            claimed = await storage.claim_new_recent(self.mailbox.id, changes.highest_modseq)
+            self.recent.update(claimed)
+
+    def mailbox_deleted(self) -> None:
+        """Another session deleted the mailbox: to this session every message is
+        expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed."""
+        self._pending_expunges.update(self.uids)
+
+    def apply_changes(self, changes: Changes) -> bool:
+        """The part of :meth:`refresh` that needs no store: fold *changes* (read since
+        ``known_modseq``) into the view.  True when messages new to this view arrived,
+        whose ``\\Recent`` a session may then claim (RFC 3501 section 2.3.2)."""
         if changes.highest_modseq <= self.known_modseq:
-            return
+            return False
         expunged = set(changes.expunged)
         new: list[MessageSummary] = []
         last = self.uids[-1] if self.uids else 0
@@ -294,13 +306,11 @@ class SelectedMailbox:
         self._pending_expunges.update(uid for uid in changes.expunged if uid in self)
         if new:
             self._append(sorted(new, key=lambda summary: summary.uid))
-            if not self.readonly:
-                claimed = await storage.claim_new_recent(self.mailbox.id, changes.highest_modseq)
-                self.recent.update(claimed)
         self.known_modseq = changes.highest_modseq
         self.mailbox = replace(
             self.mailbox, uidnext=changes.uidnext, highest_modseq=changes.highest_modseq
         )
+        return bool(new)
 
     def _append(self, new: Sequence[MessageSummary]) -> None:
         for summary in new:

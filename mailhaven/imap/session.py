@@ -19,6 +19,7 @@ from mailhaven.codec.errors import ProtocolError
 from mailhaven.codec.mailbox_names import canonical_mailbox, decode_mailbox, encode_mailbox
 from mailhaven.codec.responses import Response
 from mailhaven.config import Config
+from mailhaven.imap.idle_fanout import IdleFanOut
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.security.connections import ConnectionRegistry
 from mailhaven.security.lockout import Lockout
@@ -57,6 +58,13 @@ class Channel(Protocol):
         """The client's IP address alone (brute-force accounting, auth log)."""
 
     async def write(self, data: bytes) -> None: ...
+
+    @property
+    def writable_now(self) -> bool:
+        """True when everything written so far has been taken by the socket."""
+
+    def write_nowait(self, data: bytes) -> None:
+        """Write a small response without waiting (only when :attr:`writable_now`)."""
 
     async def read_raw_line(self, timeout: float | None = None) -> bytes | None:
         """The next line without CRLF (AUTHENTICATE responses, IDLE's DONE);
@@ -100,8 +108,10 @@ class ServerContext:
     lockout: Lockout = field(init=False)
     connections: ConnectionRegistry = field(init=False)
     oauth_validator: Validator | None = field(init=False)
+    idle_fan_out: IdleFanOut = field(init=False)
 
     def __post_init__(self) -> None:
+        self.idle_fan_out = IdleFanOut(self.storage)
         self.lockout = Lockout(self.storage, self.config.lockout)
         self.connections = ConnectionRegistry(self.config.limits)
         self.oauth_validator = load_validator(self.config.auth.oauth_validator)
@@ -174,6 +184,17 @@ class Session:
         self._held += data
         if len(self._held) >= HOLD_BYTES:
             await self.channel.write(self._take_held())
+
+    def can_send_now(self) -> bool:
+        """True when :meth:`send_now` may be used: no output is waiting, here or in
+        the connection."""
+        return not self._held and self.channel.writable_now
+
+    def send_now(self, items: Iterable[Response]) -> None:
+        """Send small responses without waiting; only when :meth:`can_send_now`."""
+        data = b"".join(item.encode() for item in items)
+        if data:
+            self.channel.write_nowait(data)
 
     def _take_held(self) -> bytes:
         held, self._held = self._held, b""

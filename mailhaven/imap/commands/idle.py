@@ -10,6 +10,7 @@ minutes; this keeps the path open in between)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from mailhaven.codec import commands as c
 from mailhaven.codec import responses
@@ -19,7 +20,11 @@ from mailhaven.imap.session import Session, State, bad, untagged_ok
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
     wakeup = _Wakeup(asyncio.get_running_loop(), session.config.idle_keepalive_seconds)
-    session.change_listener = wakeup.wake
+    # A change is served by the process's fan-out while this IDLE is parked (see
+    # mailhaven.imap.idle_fanout), and wakes this task otherwise.
+    session.change_listener = functools.partial(
+        session.context.idle_fan_out.changed, session, wakeup
+    )
     await session.send(responses.Continuation(b"idling"))
     line_task = asyncio.ensure_future(
         session.channel.read_raw_line(timeout=session.config.limits.autologout_seconds)
@@ -62,6 +67,11 @@ class _Wakeup:
         self._pending = False
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def parked(self) -> bool:
+        """True while the IDLE waits in :meth:`wait` and nothing has woken it."""
+        return self._future is not None and not self._future.done()
 
     def wake(self, *_: object) -> None:
         self._resolve(True)
