@@ -15,11 +15,13 @@ modseq, slow to read) is woken as before and refreshes itself in its own task, w
 its writes wait with back-pressure: a client that does not read cannot hold up the
 others, nor make the server buffer more than one small response for it.
 
-``\\Recent`` (RFC 3501 section 2.3.2): one session gets each new message's flag.  The
-first writable idler of a pass that saw new messages claims them; the claim covers
-the change, so the other idlers of the pass would get nothing from theirs and skip it
-(:class:`mailhaven.storage.coalesce.RecentClaims` gives the same answer to sessions
-that do ask).  Its EXISTS goes out with the others; its RECENT follows the claim.
+``\\Recent`` (RFC 3501 section 2.3.2): one session gets each new message's flag.  In
+a pass that sees new messages, the first writable idler that may change flags owes
+the claim (:meth:`SelectedMailbox.owe_recent_claim`) and is woken to make it in its own
+refresh, where it waits for the writer; its EXISTS has gone out with the others'.  Its
+claim covers the change, so the other idlers of the pass would get nothing from
+theirs and skip it (:class:`mailhaven.storage.coalesce.RecentClaims` gives sessions
+that do ask the same answer).
 """
 
 from __future__ import annotations
@@ -51,104 +53,121 @@ Members = dict["Session", Waiter]
 
 
 class IdleFanOut:
-    """The idling sessions of one server process, served one pass per change."""
+    """The idling sessions of one server process, by mailbox, served one pass per
+    change.  The change hub calls this once per commit, not once per idler."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._waiting: dict[int, Members] = {}  # mailbox id -> idlers to serve
+        self._idlers: dict[int, Members] = {}  # mailbox id -> sessions idling on it
         self._delivering: set[int] = set()
+        self._published_again: set[int] = set()  # during a pass: another one follows
         self._tasks: set[asyncio.Task[None]] = set()  # held until done (asyncio keeps weak ones)
 
-    def changed(self, session: Session, waiter: Waiter) -> None:
-        """The change hub's call for an idling session: queue it for the next pass of
-        its mailbox, or wake it when it is not parked."""
+    def enter(self, session: Session, waiter: Waiter) -> int | None:
+        """Serve *session*'s IDLE until :meth:`leave`; returns the mailbox id to leave
+        with (None when no mailbox is selected: nothing to report)."""
         view = session.selected
-        if view is None or not waiter.parked:
-            waiter.wake()
-            return
+        if view is None:
+            return None
         mailbox_id = view.mailbox.id
-        self._waiting.setdefault(mailbox_id, {})[session] = waiter
-        if mailbox_id not in self._delivering:
-            self._delivering.add(mailbox_id)
-            self._spawn(self._deliver(mailbox_id))
+        idlers = self._idlers.get(mailbox_id)
+        if idlers is None:
+            idlers = self._idlers[mailbox_id] = {}
+            self._storage.changes.subscribe(mailbox_id, self._changed)
+        idlers[session] = waiter
+        return mailbox_id
 
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+    def leave(self, mailbox_id: int, session: Session) -> None:
+        idlers = self._idlers.get(mailbox_id)
+        if idlers is None:
+            return
+        idlers.pop(session, None)
+        if not idlers:
+            del self._idlers[mailbox_id]
+            self._storage.changes.unsubscribe(mailbox_id, self._changed)
+
+    def _changed(self, mailbox_id: int) -> None:
+        if mailbox_id in self._delivering:
+            self._published_again.add(mailbox_id)
+            return
+        self._delivering.add(mailbox_id)
+        task = asyncio.get_running_loop().create_task(self._deliver(mailbox_id))
+        self._hold(task)
+
+    def _hold(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, mailbox_id: int) -> None:
         try:
-            while batch := self._waiting.pop(mailbox_id, None):
-                for modseq, members in _by_known_modseq(batch).items():
-                    await self._deliver_group(mailbox_id, modseq, members)
+            while True:
+                self._published_again.discard(mailbox_id)
+                await self._pass(mailbox_id)
+                if mailbox_id not in self._published_again:
+                    return
         finally:
             self._delivering.discard(mailbox_id)
 
-    async def _deliver_group(self, mailbox_id: int, modseq: int, members: Members) -> None:
-        try:
-            changes = await self._storage.changes_since(mailbox_id, modseq)
-        except MailboxNotFound:
-            changes = None  # each session's own refresh reports the expunges
-        except Exception:
-            log.exception("reading the changes for idling sessions failed")
-            changes = None
-        if changes is None:
-            for waiter in members.values():
-                waiter.wake()
-            return
-        claimer: tuple[Session, Waiter, SelectedMailbox] | None = None
-        for session, waiter in members.items():
+    async def _pass(self, mailbox_id: int) -> None:
+        """Serve every idler of the mailbox: one read per distinct modseq the idlers'
+        views have seen (normally one), then one synchronous sweep."""
+        pending = dict(self._idlers.get(mailbox_id, {}))
+        while pending:
+            first, first_waiter = next(iter(pending.items()))
+            view = first.selected
+            if view is None or not first_waiter.parked:
+                del pending[first]
+                first_waiter.wake()
+                continue
+            modseq = view.known_modseq
+            try:
+                changes = await self._storage.changes_since(mailbox_id, modseq)
+            except Exception as error:  # each session's own refresh deals with it
+                if not isinstance(error, MailboxNotFound):
+                    log.exception("reading the changes for idling sessions failed")
+                for waiter in pending.values():
+                    waiter.wake()
+                return
+            pending = self._sweep(mailbox_id, modseq, changes, pending, first)
+
+    def _sweep(
+        self, mailbox_id: int, modseq: int, changes: Changes, pending: Members, first: Session
+    ) -> Members:
+        """Fold *changes* into every parked idler's view that has seen exactly
+        *modseq* and write its updates; wake the idlers that cannot be served now.
+        Returns the idlers at other modseqs, for another read."""
+        others: Members = {}
+        claimer: tuple[Waiter, SelectedMailbox] | None = None
+        for session, waiter in pending.items():
             view = session.selected
-            if not _servable(session, waiter, view, mailbox_id, modseq):
+            if not _servable(session, waiter, view, mailbox_id):
                 waiter.wake()  # its own task refreshes and writes, waiting as it must
                 continue
             assert view is not None
+            if view.known_modseq != modseq:
+                if session is first:  # moved on meanwhile: let it refresh itself
+                    waiter.wake()
+                else:
+                    others[session] = waiter
+                continue
             if view.apply_changes(changes) and not view.readonly and claimer is None:
-                claimer = (session, waiter, view)
+                claimer = (waiter, view)
             session.send_now(view.drain_updates(allow_expunge=True))
         if claimer is not None:
-            self._spawn(self._claim_recent(*claimer, changes))
-
-    async def _claim_recent(
-        self, session: Session, waiter: Waiter, view: SelectedMailbox, changes: Changes
-    ) -> None:
-        try:
-            claimed = await self._storage.claim_new_recent(view.mailbox.id, changes.highest_modseq)
-        except Exception:
-            log.exception("claiming \\Recent for an idling session failed")
-            return
-        if not claimed:
-            return
-        view.recent.update(claimed)
-        if waiter.parked and session.selected is view and session.can_send_now():
-            session.send_now(view.drain_updates(allow_expunge=True))
-        else:
-            waiter.wake()  # RECENT goes out with the session's next updates
-
-
-def _by_known_modseq(batch: Members) -> dict[int, Members]:
-    """The idlers grouped by the modseq their view has seen: one read per group."""
-    groups: dict[int, Members] = {}
-    for session, waiter in batch.items():
-        view = session.selected
-        if view is None:
-            waiter.wake()
-            continue
-        groups.setdefault(view.known_modseq, {})[session] = waiter
-    return groups
+            claimer_waiter, claimer_view = claimer
+            claimer_view.owe_recent_claim(changes.highest_modseq)
+            claimer_waiter.wake()
+        return others
 
 
 def _servable(
-    session: Session, waiter: Waiter, view: SelectedMailbox | None, mailbox_id: int, modseq: int
+    session: Session, waiter: Waiter, view: SelectedMailbox | None, mailbox_id: int
 ) -> bool:
-    """Whether this pass may update *view* and write for *session* right now: still
-    idling and parked on the same mailbox, at the modseq the changes were read from,
-    with nothing of its output waiting."""
+    """Whether a pass may update *view* and write for *session* right now: parked in
+    IDLE on this mailbox, with nothing of its output waiting."""
     return (
         waiter.parked
         and view is not None
         and view.mailbox.id == mailbox_id
-        and view.known_modseq == modseq
         and session.can_send_now()
     )

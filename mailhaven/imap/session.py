@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -132,8 +132,6 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_search: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
         self.bad_in_a_row = 0
-        # IDLE waits on this; called by the store's change hub after a commit.
-        self.change_listener: Callable[[], None] | None = None
         self._held = b""  # see send_encoded
 
     # ------------------------------------------------------------- protocol mode
@@ -229,8 +227,6 @@ class Session:
         return mailbox
 
     def leave_selected(self) -> None:
-        if self.selected is not None:
-            self.storage.changes.unsubscribe(self.selected.mailbox.id, self._on_change)
         self.selected = None
         self.saved_search = None
         if self.state is State.SELECTED:
@@ -242,11 +238,6 @@ class Session:
         self.state = State.SELECTED
         view.condstore = "CONDSTORE" in self.enabled
         view.qresync = "QRESYNC" in self.enabled
-        self.storage.changes.subscribe(view.mailbox.id, self._on_change)
-
-    def _on_change(self, mailbox_id: int) -> None:
-        if self.change_listener is not None:
-            self.change_listener()
 
     def close(self) -> None:
         self.leave_selected()

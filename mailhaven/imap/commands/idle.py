@@ -10,7 +10,6 @@ minutes; this keeps the path open in between)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 
 from mailhaven.codec import commands as c
 from mailhaven.codec import responses
@@ -20,11 +19,10 @@ from mailhaven.imap.session import Session, State, bad, untagged_ok
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
     wakeup = _Wakeup(asyncio.get_running_loop(), session.config.idle_keepalive_seconds)
-    # A change is served by the process's fan-out while this IDLE is parked (see
-    # mailhaven.imap.idle_fanout), and wakes this task otherwise.
-    session.change_listener = functools.partial(
-        session.context.idle_fan_out.changed, session, wakeup
-    )
+    # Changes to the selected mailbox come through the process's fan-out: written by
+    # it while this IDLE is parked, a wake of this task otherwise (see idle_fanout).
+    fan_out = session.context.idle_fan_out
+    idling_on = fan_out.enter(session, wakeup)
     await session.send(responses.Continuation(b"idling"))
     line_task = asyncio.ensure_future(
         session.channel.read_raw_line(timeout=session.config.limits.autologout_seconds)
@@ -40,7 +38,8 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
             if not woken:
                 await session.send(untagged_ok("Still here"))
     finally:
-        session.change_listener = None
+        if idling_on is not None:
+            fan_out.leave(idling_on, session)
         wakeup.close()
         line_task.cancel()
     line = line_task.result()
