@@ -125,11 +125,13 @@ def mailhaven(
     preload: Path | None = None,
     connections: int = 1000,
     event_loop: str = "auto",
+    module: str = "mailhaven",
 ) -> Iterator[Target]:
     """A started ``mailhaven serve`` with room for *connections* from the benchmark (all
     from one address, to one account: the idlers and the concurrent clients); with
     *preload*, the first account's INBOX is imported from that Maildir first
-    (``mailhaven import``, the server stopped)."""
+    (``mailhaven import``, the server stopped).  *module* is what ``python -m`` runs
+    (``benchmarks.gcprobe`` wraps the server to count its garbage collections)."""
     data = workdir / "mailhaven-data"
     data.mkdir()
     imap_port = free_port()
@@ -148,7 +150,7 @@ def mailhaven(
     config.append(f'[server]\nworkers = {workers}\nevent_loop = "{event_loop}"')
     config_file = workdir / "mailhaven.toml"
     config_file.write_text("\n".join(config) + "\n")
-    command = [sys.executable, "-m", "mailhaven", "--config", str(config_file)]
+    command = [sys.executable, "-m", module, "--config", str(config_file)]
     for account in accounts:
         subprocess.run(
             [*command, "user", "add", account.user, "--password-stdin"],

@@ -133,6 +133,20 @@ class Connection:
             raise ConnectionClosed("write timeout: the client does not read") from None
 
     @property
+    def writable_now(self) -> bool:
+        """True when the socket has taken everything written so far."""
+        transport = self._writer.transport
+        return not transport.get_write_buffer_size() and not transport.is_closing()
+
+    def write_nowait(self, data: bytes) -> None:
+        """Write without waiting, for one small response when :attr:`writable_now`
+        (IDLE's fan-out): what the socket does not take waits in the transport, and
+        the next :meth:`write` waits for it (back-pressure as ever)."""
+        data = self._outgoing(data)
+        self.bytes_out += len(data)
+        self._writer.write(data)
+
+    @property
     def buffered_output(self) -> int:
         """Bytes written but not yet taken by the socket."""
         return self._writer.transport.get_write_buffer_size()

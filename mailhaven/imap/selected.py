@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import SequenceSet
 from mailhaven.storage.interface import (
+    Changes,
     Mailbox,
     MailboxNotFound,
     MessageSummary,
@@ -80,6 +81,7 @@ class SelectedMailbox:
     # HIGHESTMODSEQ (RFC 7162 sections 3.2.7 and 3.2.9, RFC 6851 section 4.4).
     report_modseq_in_tagged: bool = False
     _index_by_uid: dict[int, int] | None = None
+    _recent_claim_due: int | None = None  # see owe_recent_claim
     _lookups: int = 0
 
     @classmethod
@@ -276,13 +278,33 @@ class SelectedMailbox:
         try:
             changes = await storage.changes_since(self.mailbox.id, self.known_modseq)
         except MailboxNotFound:
-            # Another session deleted the mailbox: to this session every message is
-            # expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed.
-            self._pending_expunges.update(self.uids)
+            self.mailbox_deleted()
             return
+        if self.apply_changes(changes):
+            self.owe_recent_claim(changes.highest_modseq)
+        if self._recent_claim_due is not None:
+            seen_modseq, self._recent_claim_due = self._recent_claim_due, None
+            self.recent.update(await storage.claim_new_recent(self.mailbox.id, seen_modseq))
+
+    def owe_recent_claim(self, seen_modseq: int) -> None:
+        """Messages up to *seen_modseq* are new to this view: the next :meth:`refresh`
+        claims their ``\\Recent`` (RFC 3501 section 2.3.2), unless another session's
+        claim in this process already covered them."""
+        if not self.readonly:
+            self._recent_claim_due = max(self._recent_claim_due or 0, seen_modseq)
+
+    def mailbox_deleted(self) -> None:
+        """Another session deleted the mailbox: to this session every message is
+        expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed."""
+        self._pending_expunges.update(self.uids)
+
+    def apply_changes(self, changes: Changes) -> bool:
+        """The part of :meth:`refresh` that needs no store: fold *changes* (read since
+        ``known_modseq``) into the view.  True when messages new to this view arrived,
+        whose ``\\Recent`` a session may then claim (RFC 3501 section 2.3.2)."""
         if changes.highest_modseq <= self.known_modseq:
-            return
-        expunged = set(changes.expunged)
+            return False
+        expunged = set(changes.expunged) if changes.expunged else ()
         new: list[MessageSummary] = []
         last = self.uids[-1] if self.uids else 0
         for summary in changes.changed:
@@ -295,19 +317,16 @@ class SelectedMailbox:
                 self._pending_flag_updates.add(summary.uid)
             self.flags[index] = summary.flags
             self.modseqs[index] = summary.modseq
-            self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
+            self.keywords.update(_keywords_of(summary.flags))
         if not self._pending_expunges:
             self._modseq_before_pending_expunges = self.known_modseq
-        self._pending_expunges.update(uid for uid in changes.expunged if uid in self)
+        if changes.expunged:
+            self._pending_expunges.update(uid for uid in changes.expunged if uid in self)
         if new:
             self._append(sorted(new, key=lambda summary: summary.uid))
-            if not self.readonly:
-                claimed = await storage.claim_new_recent(self.mailbox.id, changes.highest_modseq)
-                self.recent.update(claimed)
         self.known_modseq = changes.highest_modseq
-        self.mailbox = replace(
-            self.mailbox, uidnext=changes.uidnext, highest_modseq=changes.highest_modseq
-        )
+        self.mailbox = _advanced(self.mailbox, changes.uidnext, changes.highest_modseq)
+        return bool(new)
 
     def _append(self, new: Sequence[MessageSummary]) -> None:
         for summary in new:
@@ -320,7 +339,7 @@ class SelectedMailbox:
             self.internal_dates.append(epoch)
             self.tz_offsets.append(offset)
             self.sizes.append(summary.size)
-            self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
+            self.keywords.update(_keywords_of(summary.flags))
 
     def remove_expunged(self, expunged: Iterable[int]) -> list[int]:
         """Drop UIDs this session expunged itself; returns their sequence numbers
@@ -394,6 +413,20 @@ class SelectedMailbox:
         if self.condstore:
             items.append((b"MODSEQ", b"(%d)" % self.modseq_of(uid)))
         return items
+
+
+# A commit advances every view of the mailbox (10,000 idlers' at once) with the same
+# change: each of these is computed once for all of them.
+
+
+@functools.lru_cache(maxsize=64)
+def _advanced(mailbox: Mailbox, uidnext: int, highest_modseq: int) -> Mailbox:
+    return replace(mailbox, uidnext=uidnext, highest_modseq=highest_modseq)
+
+
+@functools.lru_cache(maxsize=1024)
+def _keywords_of(flags: frozenset[str]) -> frozenset[str]:
+    return frozenset(f for f in flags if not f.startswith("\\"))
 
 
 @functools.lru_cache(maxsize=256)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from mailhaven.codec.errors import ProtocolError
 from mailhaven.codec.mailbox_names import canonical_mailbox, decode_mailbox, encode_mailbox
 from mailhaven.codec.responses import Response
 from mailhaven.config import Config
+from mailhaven.imap.idle_fanout import IdleFanOut
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.security.connections import ConnectionRegistry
 from mailhaven.security.lockout import Lockout
@@ -57,6 +58,13 @@ class Channel(Protocol):
         """The client's IP address alone (brute-force accounting, auth log)."""
 
     async def write(self, data: bytes) -> None: ...
+
+    @property
+    def writable_now(self) -> bool:
+        """True when everything written so far has been taken by the socket."""
+
+    def write_nowait(self, data: bytes) -> None:
+        """Write a small response without waiting (only when :attr:`writable_now`)."""
 
     async def read_raw_line(self, timeout: float | None = None) -> bytes | None:
         """The next line without CRLF (AUTHENTICATE responses, IDLE's DONE);
@@ -100,8 +108,10 @@ class ServerContext:
     lockout: Lockout = field(init=False)
     connections: ConnectionRegistry = field(init=False)
     oauth_validator: Validator | None = field(init=False)
+    idle_fan_out: IdleFanOut = field(init=False)
 
     def __post_init__(self) -> None:
+        self.idle_fan_out = IdleFanOut(self.storage)
         self.lockout = Lockout(self.storage, self.config.lockout)
         self.connections = ConnectionRegistry(self.config.limits)
         self.oauth_validator = load_validator(self.config.auth.oauth_validator)
@@ -122,8 +132,6 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_search: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
         self.bad_in_a_row = 0
-        # IDLE waits on this; called by the store's change hub after a commit.
-        self.change_listener: Callable[[], None] | None = None
         self._held = b""  # see send_encoded
 
     # ------------------------------------------------------------- protocol mode
@@ -175,6 +183,17 @@ class Session:
         if len(self._held) >= HOLD_BYTES:
             await self.channel.write(self._take_held())
 
+    def can_send_now(self) -> bool:
+        """True when :meth:`send_now` may be used: no output is waiting, here or in
+        the connection."""
+        return not self._held and self.channel.writable_now
+
+    def send_now(self, items: Iterable[Response]) -> None:
+        """Send small responses without waiting; only when :meth:`can_send_now`."""
+        data = b"".join(item.encode() for item in items)
+        if data:
+            self.channel.write_nowait(data)
+
     def _take_held(self) -> bytes:
         held, self._held = self._held, b""
         return held
@@ -208,8 +227,6 @@ class Session:
         return mailbox
 
     def leave_selected(self) -> None:
-        if self.selected is not None:
-            self.storage.changes.unsubscribe(self.selected.mailbox.id, self._on_change)
         self.selected = None
         self.saved_search = None
         if self.state is State.SELECTED:
@@ -221,11 +238,6 @@ class Session:
         self.state = State.SELECTED
         view.condstore = "CONDSTORE" in self.enabled
         view.qresync = "QRESYNC" in self.enabled
-        self.storage.changes.subscribe(view.mailbox.id, self._on_change)
-
-    def _on_change(self, mailbox_id: int) -> None:
-        if self.change_listener is not None:
-            self.change_listener()
 
     def close(self) -> None:
         self.leave_selected()

@@ -19,7 +19,10 @@ from mailhaven.imap.session import Session, State, bad, untagged_ok
 
 async def idle(session: Session, command: c.Idle) -> Tagged | None:
     wakeup = _Wakeup(asyncio.get_running_loop(), session.config.idle_keepalive_seconds)
-    session.change_listener = wakeup.wake
+    # Changes to the selected mailbox come through the process's fan-out: written by
+    # it while this IDLE is parked, a wake of this task otherwise (see idle_fanout).
+    fan_out = session.context.idle_fan_out
+    idling_on = fan_out.enter(session, wakeup)
     await session.send(responses.Continuation(b"idling"))
     line_task = asyncio.ensure_future(
         session.channel.read_raw_line(timeout=session.config.limits.autologout_seconds)
@@ -35,7 +38,8 @@ async def idle(session: Session, command: c.Idle) -> Tagged | None:
             if not woken:
                 await session.send(untagged_ok("Still here"))
     finally:
-        session.change_listener = None
+        if idling_on is not None:
+            fan_out.leave(idling_on, session)
         wakeup.close()
         line_task.cancel()
     line = line_task.result()
@@ -62,6 +66,11 @@ class _Wakeup:
         self._pending = False
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def parked(self) -> bool:
+        """True while the IDLE waits in :meth:`wait` and nothing has woken it."""
+        return self._future is not None and not self._future.done()
 
     def wake(self, *_: object) -> None:
         self._resolve(True)
