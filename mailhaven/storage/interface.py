@@ -23,6 +23,7 @@ import datetime
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class StorageError(Exception):
@@ -166,6 +167,15 @@ class MessageContent:
     uid: int
     raw: bytes | None = None
     metadata: bytes | None = None  # MessageMetadata.to_bytes()
+
+
+class StoredWire(NamedTuple):
+    """ENVELOPE, BODY and BODYSTRUCTURE of a message exactly as FETCH sends them
+    (RFC 9051 section 7.5.2), stored at delivery."""
+
+    envelope: bytes
+    body: bytes
+    bodystructure: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +427,12 @@ class Storage(ABC):
     async def fetch_headers(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, bytes]:
         """The top-level header block (BODY[HEADER], RFC 9051 section 6.4.5) of existing
         messages by UID, read without the rest of the message."""
+
+    @abstractmethod
+    async def fetch_wire(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, StoredWire]:
+        """The stored ENVELOPE, BODY and BODYSTRUCTURE of existing messages by UID, read
+        without the metadata; a message stored without them is left out (its metadata
+        still holds them)."""
 
     @abstractmethod
     async def object_data(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageObjectData]:

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mailhaven.storage import column_cache, sqlite_quota
+from mailhaven.storage import column_cache, sqlite_quota, sqlite_wire
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
 from mailhaven.storage.column_cache import ColumnCache
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
@@ -68,6 +68,7 @@ from mailhaven.storage.interface import (
     QuotaUsage,
     Storage,
     StorageError,
+    StoredWire,
     StoreResult,
     User,
     UserExists,
@@ -247,8 +248,13 @@ _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_RECENT_INDEX,
     _SCHEMA_HEADERS,
     _SCHEMA_SEARCH_DATES,
+    sqlite_wire.MIGRATION,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+# Steps (by their script) followed by Python that fills the new tables for what is stored.
+_MIGRATION_BACKFILLS: dict[str, Callable[[sqlite3.Connection], None]] = {
+    sqlite_wire.MIGRATION: sqlite_wire.backfill,
+}
 
 # External-content FTS table: the text is stored once, in contents.  The text is
 # casefolded before it is stored, so the tokenizer need not fold it again.
@@ -505,11 +511,26 @@ class SqliteStorage(SecurityStoreMixin, Storage):
                 f"database schema version {version} is newer than this program's ({SCHEMA_VERSION})"
             )
         for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            if script in _MIGRATION_BACKFILLS:
+                SqliteStorage._migrate_with_backfill(conn, script, target)
+                continue
             # executescript runs statements one by one; the explicit transaction
             # makes each migration step all-or-nothing.
             conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {target};\nCOMMIT;"
             )
+
+    @staticmethod
+    def _migrate_with_backfill(conn: sqlite3.Connection, script: str, target: int) -> None:
+        """A step whose new rows are computed in Python, in the step's transaction."""
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}")
+        try:
+            _MIGRATION_BACKFILLS[script](conn)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _ensure_fts(conn: sqlite3.Connection) -> None:
@@ -711,6 +732,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
 
     async def fetch_headers(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, bytes]:
         return await self._read(_fetch_headers, mailbox_id, list(uids))
+
+    async def fetch_wire(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, StoredWire]:
+        return await self._read(_fetch_wire, mailbox_id, list(uids))
 
     async def object_data(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageObjectData]:
         return await self._read(_object_data, mailbox_id, list(uids))
@@ -1144,6 +1168,7 @@ def _append(
             for content_id, m in zip(content_ids, messages, strict=True)
         ],
     )
+    sqlite_wire.insert(conn, zip(content_ids, (m.metadata for m in messages), strict=True))
     modseq = tx.new_modseq(mailbox_id)
     conn.executemany(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
@@ -1452,6 +1477,13 @@ def _fetch_headers(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -
         (mailbox_id, _json_ids(uids)),
     )
     return dict(rows.fetchall())
+
+
+def _fetch_wire(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int]
+) -> dict[int, StoredWire]:
+    _mailbox_by_id(conn, mailbox_id)
+    return sqlite_wire.fetch(conn, mailbox_id, _json_ids(uids))
 
 
 def _has_recent(conn: sqlite3.Connection, mailbox_id: int) -> bool:

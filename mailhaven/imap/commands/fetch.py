@@ -9,6 +9,8 @@ Content is loaded in batches so a FETCH 1:* of a large mailbox keeps memory boun
 Two common FETCHes read less than that: listing headers (BODY.PEEK[HEADER.FIELDS (...)],
 RFC822.HEADER) reads only the header block stored apart at delivery, and downloading
 whole messages (BODY[], RFC822) reads only the raw bytes, without the part tree.
+A first sync (ENVELOPE, BODY, BODYSTRUCTURE and no other content item) reads only
+their wire bytes, stored apart at delivery, and decodes no metadata.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from mailhaven.mime import (
     section_bytes,
 )
 from mailhaven.mime.sections import header_block_section, is_header_section
-from mailhaven.storage.interface import MessageContent, MessageObjectData
+from mailhaven.storage.interface import MessageContent, MessageObjectData, StoredWire
 
 BATCH = 256  # messages whose content is loaded at once
 
@@ -40,6 +42,7 @@ _NEEDS_RAW = frozenset(
 )
 _NEEDS_METADATA = _NEEDS_RAW | {"ENVELOPE", "BODY", "BODYSTRUCTURE", "PREVIEW"}
 _NEEDS_OBJECT_DATA = frozenset({"EMAILID", "SAVEDATE"})
+_STORED_WIRE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT", "BODY[]", "BINARY"})
 _SUPPORTED = (
     _NEEDS_METADATA
@@ -55,7 +58,7 @@ _WHOLE = Section()
 class _Message:
     """What one FETCH response is built from."""
 
-    __slots__ = ("uid", "number", "raw", "metadata", "objects", "header")
+    __slots__ = ("uid", "number", "raw", "metadata", "objects", "header", "wire")
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class _Message:
         content: MessageContent | None,
         objects: MessageObjectData | None,
         header: bytes | None = None,
+        wire: StoredWire | None = None,
     ) -> None:
         self.uid = uid
         self.number = number
@@ -72,18 +76,22 @@ class _Message:
         self.metadata = MessageMetadata.from_bytes(meta) if meta is not None else None
         self.objects = objects
         self.header = header  # the top-level header block, when only that was loaded
+        self.wire = wire  # ENVELOPE, BODY, BODYSTRUCTURE, when only those were loaded
 
 
 class _Loading:
     """What a FETCH reads for its items: the header blocks alone when every item that
-    needs content is a top-level header section; otherwise the raw message and/or its
+    needs content is a top-level header section; the stored wire bytes alone when every
+    such item is ENVELOPE, BODY or BODYSTRUCTURE; otherwise the raw message and/or its
     metadata (the part tree is not needed for the whole message)."""
 
     def __init__(self, attributes: list[FetchAttribute]) -> None:
         content = [a for a in attributes if a.name in _NEEDS_METADATA]
         self.headers = bool(content) and all(map(_is_header_item, content))
-        self.raw = not self.headers and any(a.name in _NEEDS_RAW for a in content)
-        self.metadata = not self.headers and not all(map(_is_whole_message, content))
+        self.wire = bool(content) and all(a.name in _STORED_WIRE for a in content)
+        apart = self.headers or self.wire
+        self.raw = not apart and any(a.name in _NEEDS_RAW for a in content)
+        self.metadata = not apart and not all(map(_is_whole_message, content))
         self.objects = any(a.name in _NEEDS_OBJECT_DATA for a in attributes)
 
     @property
@@ -150,6 +158,10 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
         headers: dict[int, bytes] = {}
         if load.headers:
             headers = await session.storage.fetch_headers(view.mailbox.id, batch)
+        wires: dict[int, StoredWire] = {}
+        if load.wire:
+            wires = await session.storage.fetch_wire(view.mailbox.id, batch)
+            contents = await _metadata_lacking_wire(session, view, batch, wires)
         objects: dict[int, MessageObjectData] = {}
         if load.objects:
             found = await session.storage.object_data(view.mailbox.id, batch)
@@ -159,20 +171,35 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
             number = view.sequence_number(uid)
             content = contents.get(uid)
             header = headers.get(uid)
+            wire = wires.get(uid)
             if (
                 number is None
                 or (load.content and content is None)
                 or (load.headers and header is None)
+                or (load.wire and wire is None and content is None)
                 or (load.objects and uid not in objects)
             ):
                 missing += 1
                 continue
-            messages.append(_Message(uid, number, content, objects.get(uid), header))
+            messages.append(_Message(uid, number, content, objects.get(uid), header, wire))
         await _load_raw_for_old_previews(session, view, messages, attributes)
         await session.send_encoded(load.encoder((m.number, encode_items(m)) for m in messages))
     if missing:
         raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
     return Tagged(command.tag, "OK", "FETCH completed")
+
+
+async def _metadata_lacking_wire(
+    session: Session, view: SelectedMailbox, batch: list[int], wires: dict[int, StoredWire]
+) -> dict[int, MessageContent]:
+    """The metadata of the messages of *batch* stored without their wire bytes (none
+    after the migration that stores them, unless their metadata did not decode then), so
+    they are answered from the metadata as before."""
+    lacking = [uid for uid in batch if uid not in wires]
+    if not lacking:
+        return {}
+    loaded = await session.storage.fetch_content(view.mailbox.id, lacking, raw=False, metadata=True)
+    return {content.uid: content for content in loaded}
 
 
 async def _load_raw_for_old_previews(
@@ -290,6 +317,12 @@ def _metadata(message: _Message) -> MessageMetadata:
     return message.metadata
 
 
+def _stored_wire(message: _Message) -> StoredWire | MessageMetadata:
+    """Where ENVELOPE, BODY and BODYSTRUCTURE come from: the wire bytes when only they
+    were loaded, else the metadata (both hold the same bytes)."""
+    return message.wire if message.wire is not None else _metadata(message)
+
+
 def _section(message: _Message, section: Section) -> bytes:
     if message.header is not None:
         return header_block_section(message.header, section)
@@ -327,9 +360,9 @@ _ENCODERS: dict[str, Encoder] = {
     "INTERNALDATE": lambda view, m, a: wire.date_time(view.internal_date_at(m.number - 1)),
     "RFC822.SIZE": lambda view, m, a: b"%d" % view.sizes[m.number - 1],
     "MODSEQ": lambda view, m, a: b"(%d)" % view.modseqs[m.number - 1],
-    "ENVELOPE": lambda view, m, a: _metadata(m).envelope,
-    "BODY": lambda view, m, a: _metadata(m).body,
-    "BODYSTRUCTURE": lambda view, m, a: _metadata(m).bodystructure,
+    "ENVELOPE": lambda view, m, a: _stored_wire(m).envelope,
+    "BODY": lambda view, m, a: _stored_wire(m).body,
+    "BODYSTRUCTURE": lambda view, m, a: _stored_wire(m).bodystructure,
     "RFC822": lambda view, m, a: _body_value(_raw(m)),
     "RFC822.HEADER": lambda view, m, a: _body_value(_section(m, _HEADER)),
     "RFC822.TEXT": lambda view, m, a: _body_value(_section(m, _TEXT)),
