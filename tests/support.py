@@ -6,9 +6,10 @@ import asyncio
 import functools
 import imaplib
 import socket
+import sqlite3
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from mailhaven.config import (
 from mailhaven.passwords import hash_password
 from mailhaven.security import scram
 from mailhaven.server import Server
+from mailhaven.storage import sqlite as sqlite_backend
 
 T = TypeVar("T")
 
@@ -129,6 +131,38 @@ class ServerThread:
 
     def raw(self) -> RawClient:
         return RawClient(socket.create_connection(("127.0.0.1", self.imap_port), timeout=10))
+
+
+def database_before_step(
+    path: Path,
+    script: str,
+    contents: Sequence[tuple[bytes, bytes]],
+    *,
+    mailbox_id: int = 1,
+    internal_date: int = 0,
+) -> None:
+    """A database migrated up to, not including, the migration step *script*, holding
+    *contents* ((raw, metadata) pairs) as UIDs 1.. of one INBOX: what an older server
+    left behind, for testing that step's backfill."""
+    before = sqlite_backend._MIGRATIONS.index(script)
+    conn = sqlite3.connect(path)
+    for version, step in enumerate(sqlite_backend._MIGRATIONS[:before], start=1):
+        conn.executescript(f"{step}\nPRAGMA user_version = {version};")
+    conn.execute("INSERT INTO users (id, name, password_hash, created) VALUES (1, 'a', 'x', 0)")
+    conn.execute(
+        "INSERT INTO mailboxes (id, user_id, name, uidvalidity, uidnext)"
+        " VALUES (?, 1, 'INBOX', 1, ?)",
+        (mailbox_id, len(contents) + 1),
+    )
+    for uid, (raw, metadata) in enumerate(contents, start=1):
+        conn.execute("INSERT INTO contents VALUES (?, '', '', ?, ?)", (uid, metadata, raw))
+        conn.execute(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
+            " size, recent, content_id) VALUES (?, ?, 1, '', ?, 0, ?, 0, ?)",
+            (mailbox_id, uid, internal_date, len(raw), uid),
+        )
+    conn.commit()
+    conn.close()
 
 
 def mail(n: int) -> bytes:

@@ -24,7 +24,7 @@ from mailhaven.mime.structure import parse_structure
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.interface import NewMessage
-from tests.support import PASSWORD, ServerThread
+from tests.support import PASSWORD, ServerThread, database_before_step
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "messages"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, tzinfo=datetime.UTC)
@@ -106,21 +106,8 @@ def test_migration_stores_the_header_of_existing_messages(tmp_path: Path) -> Non
     """A database from before step 6 gets every content's header block."""
     path = tmp_path / "old.db"
     messages = corpus_messages()
-    conn = sqlite3.connect(path)
-    for version, script in enumerate(storage_sqlite._MIGRATIONS[:5], start=1):
-        conn.executescript(f"{script}\nPRAGMA user_version = {version};")
-    conn.execute("INSERT INTO users (id, name, password_hash, created) VALUES (1, 'a', 'x', 0)")
-    conn.execute("INSERT INTO mailboxes (id, user_id, name, uidvalidity) VALUES (1, 1, 'INBOX', 1)")
-    for uid, raw in enumerate(messages, start=1):
-        metadata = analyze(raw).metadata.to_bytes()
-        conn.execute("INSERT INTO contents VALUES (?, '', '', ?, ?)", (uid, metadata, raw))
-        conn.execute(
-            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
-            " size, recent, content_id) VALUES (1, ?, 1, '', 0, 0, ?, 0, ?)",
-            (uid, len(raw), uid),
-        )
-    conn.commit()
-    conn.close()
+    contents = [(raw, analyze(raw).metadata.to_bytes()) for raw in messages]
+    database_before_step(path, storage_sqlite._SCHEMA_HEADERS, contents)
 
     async def check() -> dict[int, bytes]:
         storage = SqliteStorage(path)

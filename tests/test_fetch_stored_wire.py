@@ -18,7 +18,7 @@ from mailhaven.storage import DATABASE_FILE, SqliteStorage, sqlite_wire
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.fsck import check_database
 from mailhaven.storage.interface import NewMessage, StoredWire
-from tests.support import ServerThread
+from tests.support import ServerThread, database_before_step
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "messages"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, tzinfo=datetime.UTC)
@@ -136,29 +136,6 @@ def test_fetch_mixing_stored_wire_and_section_items(
     assert _fetch_stream(server, b"(UID ENVELOPE BODY.PEEK[HEADER] BODYSTRUCTURE)") == expected
 
 
-def _version_7_database(path: Path, contents: list[tuple[bytes, bytes]]) -> None:
-    """A database as main left it before the wire table, holding *contents* (raw,
-    metadata) as UIDs 1.. of one INBOX."""
-    conn = sqlite3.connect(path)
-    for version, script in enumerate(storage_sqlite._MIGRATIONS[:7], start=1):
-        conn.executescript(f"{script}\nPRAGMA user_version = {version};")
-    conn.execute("INSERT INTO users (id, name, password_hash, created) VALUES (1, 'a', 'x', 0)")
-    conn.execute(
-        "INSERT INTO mailboxes (id, user_id, name, uidvalidity, uidnext)"
-        " VALUES (1, 1, 'INBOX', 1, ?)",
-        (len(contents) + 1,),
-    )
-    for uid, (raw, metadata) in enumerate(contents, start=1):
-        conn.execute("INSERT INTO contents VALUES (?, '', '', ?, ?)", (uid, metadata, raw))
-        conn.execute(
-            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
-            " size, recent, content_id) VALUES (1, ?, 1, '', 0, 0, ?, 0, ?)",
-            (uid, len(raw), uid),
-        )
-    conn.commit()
-    conn.close()
-
-
 def test_migration_stores_the_wire_bytes_of_existing_messages(
     tmp_path: Path, corpus: list[tuple[bytes, MessageMetadata]]
 ) -> None:
@@ -167,7 +144,7 @@ def test_migration_stores_the_wire_bytes_of_existing_messages(
     path = tmp_path / "old.db"
     contents = [(raw, metadata.to_bytes()) for raw, metadata in corpus]
     contents.append((b"Subject: x\r\n\r\nbody\r\n", b"not json"))
-    _version_7_database(path, contents)
+    database_before_step(path, sqlite_wire.MIGRATION, contents)
 
     async def stored() -> dict[int, StoredWire]:
         storage = SqliteStorage(path)
@@ -221,7 +198,7 @@ def test_a_failed_backfill_leaves_the_database_at_the_previous_version(
 ) -> None:
     path = tmp_path / "old.db"
     raw = b"Subject: x\r\n\r\nbody\r\n"
-    _version_7_database(path, [(raw, analyze(raw).metadata.to_bytes())])
+    database_before_step(path, sqlite_wire.MIGRATION, [(raw, analyze(raw).metadata.to_bytes())])
 
     def failing_backfill(conn: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError("disk I/O error")

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import datetime
 import imaplib
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as sqlite_backend
 from mailhaven.storage.interface import NewMessage
-from tests.support import ServerThread
+from tests.support import ServerThread, database_before_step
 
 
 def _message(date: str | None, subject: str, body: str) -> bytes:
@@ -126,21 +125,11 @@ def test_one_and_two_character_needles_scan(client):
 def test_migration_fills_sent_days_of_stored_messages(tmp_path: Path) -> None:
     """Contents stored before the date indexes existed get their sent day too."""
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    before = sqlite_backend._MIGRATIONS.index(sqlite_backend._SCHEMA_SEARCH_DATES)
-    for target, script in enumerate(sqlite_backend._MIGRATIONS[:before], start=1):
-        conn.executescript(f"{script}\nPRAGMA user_version = {target};")
-    conn.execute("INSERT INTO users (id, name, password_hash, created) VALUES (1, 'a', 'x', 0)")
-    conn.execute("INSERT INTO mailboxes (id, user_id, name, uidvalidity) VALUES (7, 1, 'INBOX', 5)")
-    for content_id, (_, raw) in enumerate(MESSAGES, start=1):
-        metadata = analyze(raw).metadata.to_bytes()
-        conn.execute("INSERT INTO contents VALUES (?, '', '', ?, ?)", (content_id, metadata, raw))
-        conn.execute(
-            "INSERT INTO messages VALUES (7, ?, 1, '', 1646092800, 0, 10, 0, ?, 0)",
-            (content_id, content_id),
-        )
-    conn.commit()
-    conn.close()
+    contents = [(raw, analyze(raw).metadata.to_bytes()) for _, raw in MESSAGES]
+    # 1646092800 is midnight UTC on 1 March 2022, stored with offset 0.
+    database_before_step(
+        path, sqlite_backend._SCHEMA_SEARCH_DATES, contents, mailbox_id=7, internal_date=1646092800
+    )
 
     async def check() -> None:
         storage = SqliteStorage(path)
@@ -149,7 +138,6 @@ def test_migration_fills_sent_days_of_stored_messages(tmp_path: Path) -> None:
             march_2 = datetime.date(2022, 3, 2)
             assert await storage.search_dates(7, None, march_2, sent=True) == {1}
             assert await storage.search_dates(7, march_2, None, sent=True) == {2}
-            # 1646092800 is midnight UTC on 1 March 2022, stored with offset 0.
             assert await storage.search_dates(7, None, march_2, sent=False) == {1, 2, 3, 4}
         finally:
             await storage.close()
