@@ -165,6 +165,20 @@ def database_before_step(
     conn.close()
 
 
+def count_reads(storage: sqlite_backend.SqliteStorage) -> list[str]:
+    """The names of the queries *storage* runs on its reader threads from now on, in
+    order (the list fills as they run)."""
+    calls: list[str] = []
+    original = storage._read
+
+    async def counting(query, *args):  # noqa: ANN001, ANN202
+        calls.append(query.__name__)
+        return await original(query, *args)
+
+    storage._read = counting  # type: ignore[method-assign]
+    return calls
+
+
 def mail(n: int) -> bytes:
     """A small message whose subject and body carry the number *n*."""
     return b"Subject: message %d\r\nFrom: a@example.org\r\n\r\nbody %d\r\n" % (n, n)

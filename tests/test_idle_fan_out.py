@@ -14,7 +14,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage.coalesce import RecentClaims, SharedReads
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import ServerThread, mail
+from tests.support import ServerThread, count_reads, mail
 
 # ---------------------------------------------------------------------- SharedReads
 
@@ -128,18 +128,6 @@ def test_a_later_change_is_claimed_again_after_an_earlier_claim_in_flight() -> N
 # ---------------------------------------------------------------------- the store
 
 
-def _count_reads(storage: SqliteStorage) -> list[str]:
-    calls: list[str] = []
-    original = storage._read
-
-    async def counting(query, *args):  # noqa: ANN001, ANN202
-        calls.append(query.__name__)
-        return await original(query, *args)
-
-    storage._read = counting  # type: ignore[method-assign]
-    return calls
-
-
 def _new_message() -> NewMessage:
     analyzed = analyze(mail(1))
     return NewMessage(
@@ -158,7 +146,7 @@ def test_changes_since_shares_a_query_only_within_one_generation(tmp_path: Path)
             user = await storage.create_user("alice", "x")
             inbox = await storage.get_mailbox(user.id, "INBOX")
             assert inbox is not None
-            calls = _count_reads(storage)
+            calls = count_reads(storage)
             await asyncio.gather(*(storage.changes_since(inbox.id, 0) for _ in range(20)))
             shared = calls.count("_changes_since")
             # A read still running when a commit is published must not answer a
@@ -198,7 +186,7 @@ def idlers(server: ServerThread):  # noqa: ANN201
 
 
 def test_one_append_reaches_every_idler_with_one_read_and_one_recent(server, idlers) -> None:
-    calls = _count_reads(server.storage)
+    calls = count_reads(server.storage)
     writer = server.imaplib_client("alice")
     writer.append("INBOX", None, None, mail(1))
     for client in idlers:

@@ -17,7 +17,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage.interface import MailboxNotFound, NewMessage
 from mailhaven.storage.loop_reads import LoopThreadReads
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import mail
+from tests.support import count_reads, mail
 
 
 def _message(n: int) -> NewMessage:
@@ -27,18 +27,6 @@ def _message(n: int) -> NewMessage:
         internal_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
         metadata=analyze(mail(n)).metadata.to_bytes(),
     )
-
-
-def _count_reads(storage: SqliteStorage) -> list[str]:
-    calls: list[str] = []
-    original = storage._read
-
-    async def counting(query, *args):  # noqa: ANN001, ANN202
-        calls.append(query.__name__)
-        return await original(query, *args)
-
-    storage._read = counting  # type: ignore[method-assign]
-    return calls
 
 
 def test_nothing_changed_is_answered_without_the_reader_threads(tmp_path: Path) -> None:
@@ -51,7 +39,7 @@ def test_nothing_changed_is_answered_without_the_reader_threads(tmp_path: Path) 
             assert inbox is not None
             await storage.append(inbox.id, [_message(1)])
             first = await storage.changes_since(inbox.id, 0)
-            calls = _count_reads(storage)
+            calls = count_reads(storage)
             unchanged = await storage.changes_since(inbox.id, first.highest_modseq)
             assert unchanged.changed == () and unchanged.expunged == ()
             assert unchanged.uidnext == first.uidnext
