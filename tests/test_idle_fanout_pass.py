@@ -15,8 +15,7 @@ from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.mime import analyze
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import RawClient, ServerThread, mail
-from tests.test_idle_fan_out import _count_reads
+from tests.support import RawClient, ServerThread, count_reads, mail
 
 
 class _Waiter:
@@ -80,7 +79,7 @@ def test_parked_idlers_are_served_in_one_pass_with_one_read(tmp_path: Path) -> N
             waiter = _Waiter()
             fan_out.enter(session, waiter)  # type: ignore[arg-type]
             idlers.append((session, waiter))
-        calls = _count_reads(storage)
+        calls = count_reads(storage)
         await storage.append(inbox.id, [_new_message(1)])
         await _settle(fan_out)
         reads = calls.count("_changes_since")
@@ -132,7 +131,7 @@ def test_idlers_at_different_modseqs_each_get_their_own_changes(tmp_path: Path) 
         ahead = _Session(await SelectedMailbox.open(storage, inbox, readonly=True))
         for session in (behind, ahead):
             fan_out.enter(session, _Waiter())  # type: ignore[arg-type]
-        calls = _count_reads(storage)
+        calls = count_reads(storage)
         await storage.append(inbox.id, [_new_message(2)])
         await _settle(fan_out)
         return behind, ahead, calls.count("_changes_since")
