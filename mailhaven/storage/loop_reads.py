@@ -47,6 +47,39 @@ class LoopThreadReads:
         highest_modseq, uidnext = rows[0]
         return highest_modseq, uidnext
 
+    def mailbox_state(self, mailbox_id: int) -> tuple[int, int] | None:
+        """The mailbox's (UIDVALIDITY, highest modseq) as last committed, or None when
+        this cannot be answered here: what says whether a cached snapshot of its
+        messages is current."""
+        rows = self._fetch(
+            "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)
+        )
+        if not rows:
+            return None
+        uidvalidity, highest_modseq = rows[0]
+        return uidvalidity, highest_modseq
+
+    def has_recent(self, mailbox_id: int) -> bool | None:
+        """Whether a message of the mailbox still holds \\Recent for the next session
+        to claim (one probe of the partial index ``messages_recent``), or None when
+        this cannot be answered here."""
+        rows = self._fetch(
+            "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_recent"
+            " WHERE mailbox_id = ? AND recent = 1)",
+            (mailbox_id,),
+        )
+        return None if rows is None else bool(rows[0][0])
+
+    def _fetch(self, query: str, parameters: tuple[int, ...]) -> list[tuple[int, ...]] | None:
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            # fetchall ends the statement and its read transaction (see above).
+            return conn.execute(query, parameters).fetchall()
+        except sqlite3.Error:
+            return None
+
     def _connection(self) -> sqlite3.Connection | None:
         thread = threading.get_ident()
         if self._owner is None:
