@@ -6,7 +6,10 @@ the reader threads, the answer costs a thread hand-off both ways and two wake-up
 the event loop; under load, and while another thread holds the GIL (APPEND's MIME
 analysis), each hand-off can wait milliseconds.  Reading one row of ``mailboxes`` by
 its primary key in WAL mode takes a few microseconds and never waits for a writer, so
-it is done here directly, on a connection that belongs to the loop's thread.
+it is done here directly, on a connection that belongs to the loop's thread.  SELECT's
+lookups are reads of that size too (the mailbox by its name, whether the process's
+snapshot of its messages is current, whether a message still holds ``\\Recent``), so a
+SELECT of a mailbox that has not changed needs no reader thread at all.
 
 It reads the database, not this process's notifications, so changes committed by other
 processes (other workers, ``mailhaven import``) are seen exactly as before.  Anything
@@ -18,6 +21,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class LoopThreadReads:
@@ -69,6 +76,21 @@ class LoopThreadReads:
             (mailbox_id,),
         )
         return None if rows is None else bool(rows[0][0])
+
+    def run(self, query: Callable[..., T], *args: Any) -> T | None:
+        """*query(connection, *args)* (a lookup by key) in one read transaction here,
+        or None when it cannot run here without waiting."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            conn.execute("BEGIN")
+            try:
+                return query(conn, *args)
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return None
 
     def _fetch(self, query: str, parameters: tuple[int, ...]) -> list[tuple[int, ...]] | None:
         conn = self._connection()

@@ -617,6 +617,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return await self._read(_list_mailboxes, user_id)
 
     async def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
+        # One row by its unique key (SELECT, STATUS, APPEND each start here): read on
+        # the event loop's thread when it can be (see storage.loop_reads).
+        mailbox = self._loop_reads.run(_mailbox_by_name, user_id, name)
+        if mailbox is not None:
+            return mailbox
         return await self._read(_mailbox_by_name, user_id, name)
 
     async def create_mailbox(
