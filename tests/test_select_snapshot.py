@@ -308,3 +308,34 @@ def test_shared_columns_are_never_changed_in_place() -> None:
     assert view.first_unseen() == 3
     assert view.remove_expunged([1]) == [1]
     assert list(snapshot.uids) == [1, 2, 3] and view.first_unseen() == 2
+
+
+def test_lookups_through_the_shared_uid_map_follow_each_change(tmp_path: Path) -> None:
+    async def scenario(storage: SqliteStorage) -> None:
+        inbox = await _inbox(storage, 2000)
+        first = await SelectedMailbox.open(storage, inbox, readonly=True)
+        second = await SelectedMailbox.open(storage, inbox, readonly=True)
+        for uid in range(1, 2001, 5):  # enough lookups for the snapshot's map
+            assert first.sequence_number(uid) == uid
+        assert first._snapshot is not None and first._snapshot.has_index_map()
+        assert second.sequence_number(1999) == 1999  # takes the map already built
+        assert second._index_by_uid is first._index_by_uid
+
+        # A flag change keeps every UID in place: the next snapshot keeps the map.
+        await storage.store_flags(inbox.id, [7], "+", frozenset({"\\Flagged"}))
+        changes = await storage.changes_since(inbox.id, first.known_modseq)
+        for view in (first, second):
+            view.apply_changes(changes)
+        assert first._snapshot is second._snapshot and first._snapshot.has_index_map()
+        # New messages: a map made for the next snapshot knows them.
+        await storage.append(inbox.id, [_message(9000, frozenset())])
+        changes = await storage.changes_since(inbox.id, first.known_modseq)
+        for view in (first, second):
+            view.apply_changes(changes)
+        for uid in [*range(1, 2002, 3), 2001]:
+            assert first.sequence_number(uid) == second.sequence_number(uid) == uid
+        assert first.flags_of(7) == {"\\Flagged"} | FLAG_SETS[6 % 4]
+        for view in (first, second):
+            await _assert_view_matches_store(view, storage)
+
+    _run(tmp_path / "test.db", scenario)

@@ -43,6 +43,10 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 # Single lookups by UID bisect the UID column; a command that looks up more than this
 # many builds a UID -> index map once instead (FETCH 1:* of a large mailbox).
 _LOOKUPS_BEFORE_MAP = 64
+# A shared snapshot's map is built anew for each change the views follow (a mailbox
+# receiving mail changes often), so it waits until the lookups have cost about as much
+# as building it would: a bisection costs about as much as mapping 16 messages.
+_MESSAGES_PER_LOOKUP = 16
 
 
 @dataclass
@@ -138,13 +142,18 @@ class SelectedMailbox:
         by_uid = self._index_by_uid
         if by_uid is not None:
             return by_uid.get(uid)
+        shared = self._snapshot
+        if shared is not None and shared.has_index_map():  # another view built it
+            self._index_by_uid = shared.index_map()
+            return self._index_by_uid.get(uid)
         self._lookups += 1
         if self._lookups > _LOOKUPS_BEFORE_MAP:
-            if self._snapshot is not None:
-                self._index_by_uid = self._snapshot.index_map()
-            else:
+            if shared is None:
                 self._index_by_uid = dict(zip(self.uids, range(len(self.uids)), strict=True))
-            return self._index_by_uid.get(uid)
+                return self._index_by_uid.get(uid)
+            if self._lookups > len(self.uids) // _MESSAGES_PER_LOOKUP:
+                self._index_by_uid = shared.index_map()
+                return self._index_by_uid.get(uid)
         index = bisect.bisect_left(self.uids, uid)
         if index < len(self.uids) and self.uids[index] == uid:
             return index
@@ -368,6 +377,8 @@ class SelectedMailbox:
         self._append(new)
         if shared is not None and shared.held_by_others(self):
             successor = ColumnSnapshot(self._columns(), modseq)
+            if not new:  # the same UIDs in the same places
+                successor.inherit_index_map(shared)
             shared.remember_successor(modseq, successor)
             self._share(successor)
 

@@ -139,6 +139,13 @@ class ColumnSnapshot:
             self._index_by_uid = dict(zip(self.uids, range(len(self.uids)), strict=True))
         return self._index_by_uid
 
+    def has_index_map(self) -> bool:
+        return self._index_by_uid is not None
+
+    def inherit_index_map(self, predecessor: ColumnSnapshot) -> None:
+        """Share *predecessor*'s UID map, for a snapshot with the very same UIDs."""
+        self._index_by_uid = predecessor._index_by_uid
+
     def hold(self, view: object) -> None:
         """Note that *view* uses these columns (until :meth:`release`, or its end)."""
         self._holders[id(view)] = view
