@@ -339,3 +339,34 @@ def test_lookups_through_the_shared_uid_map_follow_each_change(tmp_path: Path) -
             await _assert_view_matches_store(view, storage)
 
     _run(tmp_path / "test.db", scenario)
+
+
+def test_lookups_on_the_loop_thread_see_other_processes_commits(tmp_path: Path) -> None:
+    """get_mailbox, the snapshot check and the \\Recent check read on the event loop's
+    thread: each must see what another storage object (process) committed before it."""
+
+    async def main() -> None:
+        first, second = SqliteStorage(tmp_path / "test.db"), SqliteStorage(tmp_path / "test.db")
+        await first.open()
+        await second.open()
+        try:
+            inbox = await _inbox(first, 3)
+            user_id = inbox.user_id
+            assert await first.claim_recent(inbox.id) == {1, 2, 3}
+            before = await first.column_snapshot(inbox.id)
+            await second.append(inbox.id, [_message(7, frozenset())])
+            mailbox = await first.get_mailbox(user_id, "INBOX")
+            assert mailbox is not None and mailbox.uidnext == 5
+            after = await first.column_snapshot(inbox.id)
+            assert after is not before and list(after.uids) == [1, 2, 3, 4]
+            assert await first.claim_recent(inbox.id) == {4}
+            await second.rename_mailbox(user_id, "INBOX", "Old")
+            assert await first.get_mailbox(user_id, "Old") is not None
+            renamed = await first.get_mailbox(user_id, "Old")
+            assert renamed is not None and renamed.uidvalidity != inbox.uidvalidity
+            assert list((await first.column_snapshot(renamed.id)).uids) == [1, 2, 3, 4]
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(main())

@@ -79,7 +79,9 @@ class LoopThreadReads:
 
     def run(self, query: Callable[..., T], *args: Any) -> T | None:
         """*query(connection, *args)* (a lookup by key) in one read transaction here,
-        or None when it cannot run here without waiting."""
+        or None when it cannot run here without waiting.  *query* must not keep a
+        cursor beyond its return: an open statement would pin this snapshot of the
+        database for the reads after it."""
         conn = self._connection()
         if conn is None:
             return None
