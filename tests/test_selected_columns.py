@@ -59,7 +59,7 @@ def _stored_columns(storage: SqliteStorage, mailbox_id: int) -> MessageColumns:
 async def _assert_view_matches_store(view: SelectedMailbox, storage: SqliteStorage) -> None:
     stored = _stored_columns(storage, view.mailbox.id)
     assert list(view.uids) == list(stored.uids)
-    assert view.flags == list(stored.flags)
+    assert list(view.flags) == list(stored.flags)
     assert list(view.modseqs) == list(stored.modseqs)
     assert list(view.internal_dates) == list(stored.internal_dates)
     assert list(view.tz_offsets) == list(stored.tz_offsets)
@@ -366,14 +366,16 @@ def test_cached_columns_follow_changes_made_anywhere(tmp_path: Path) -> None:
 def test_column_cache_stays_within_its_budget() -> None:
     cache = column_cache.ColumnCache(budget=10)
     six = column_cache.packed(range(6), [frozenset()] * 6, [1] * 6, [0] * 6, [0] * 6, [1] * 6)
-    cache.put(1, 7, 5, six)
-    cache.put(2, 7, 5, six)  # over budget: the least recently used goes
-    assert cache.get(2, 7, 5) == (5, six)
+    at_5 = column_cache.ColumnSnapshot(six, 5)
+    cache.put(1, 7, at_5)
+    cache.put(2, 7, at_5)  # over budget: the least recently used goes
+    assert cache.get(2, 7, 5) is at_5
+    assert cache.current(2, 7, 5) is at_5 and cache.current(2, 7, 6) is None
     with pytest.raises(KeyError):
         cache.get(1, 7, 5)
     with pytest.raises(KeyError):
         cache.get(2, 8, 5)  # another UIDVALIDITY
     with pytest.raises(KeyError):
         cache.get(2, 7, 4)  # cached from a later state than the store's
-    cache.put(2, 7, 3, six)  # an older read does not replace a newer one
-    assert cache.get(2, 7, 9)[0] == 5
+    cache.put(2, 7, column_cache.ColumnSnapshot(six, 3))  # an older read does not replace it
+    assert cache.get(2, 7, 9).modseq == 5

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field, replace
 
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import SequenceSet
+from mailhaven.storage.column_cache import ColumnSnapshot, first_unseen_from
 from mailhaven.storage.interface import (
     Changes,
     Mailbox,
     MailboxNotFound,
+    MessageColumns,
     MessageSummary,
     Storage,
     epoch_and_offset,
@@ -41,6 +43,10 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 # Single lookups by UID bisect the UID column; a command that looks up more than this
 # many builds a UID -> index map once instead (FETCH 1:* of a large mailbox).
 _LOOKUPS_BEFORE_MAP = 64
+# A shared snapshot's map is built anew for each change the views follow (a mailbox
+# receiving mail changes often), so it waits until the lookups have cost about as much
+# as building it would: a bisection costs about as much as mapping 16 messages.
+_MESSAGES_PER_LOOKUP = 16
 
 
 @dataclass
@@ -54,12 +60,21 @@ class SelectedMailbox:
     next SELECT frees them; SEARCH of flags, numbers and dates runs over the columns
     (see :mod:`mailhaven.imap.search_columns`).  Read the columns, never change them
     from outside this class.
+
+    SELECT takes the columns of the process's snapshot of the mailbox
+    (:class:`~mailhaven.storage.column_cache.ColumnSnapshot`) as they are, shared with
+    every other view of that snapshot: the view copies them only when it must diverge
+    (copy-on-write: its own STORE, an EXPUNGE it reports), so SELECT does no work per
+    message.  Views of one snapshot that apply the same change (another session's
+    STORE or APPEND) share the result too (:meth:`_update_columns`).  Sequence numbers
+    stay this session's own: a shared snapshot is never changed, and the view keeps
+    expunged messages until it may report them (RFC 3501 section 7.4.1).
     """
 
     mailbox: Mailbox
     readonly: bool
     uids: array[int]
-    flags: list[frozenset[str]]
+    flags: Sequence[frozenset[str]]  # a tuple while shared with a snapshot
     modseqs: array[int]
     internal_dates: array[int]  # seconds since the epoch
     tz_offsets: array[int]  # the internal date's zone, seconds east of UTC
@@ -83,24 +98,30 @@ class SelectedMailbox:
     _index_by_uid: dict[int, int] | None = None
     _recent_claim_due: int | None = None  # see owe_recent_claim
     _lookups: int = 0
+    # The snapshot whose columns this view's are, unchanged; None once it owns them.
+    _snapshot: ColumnSnapshot | None = None
 
     @classmethod
     async def open(cls, storage: Storage, mailbox: Mailbox, readonly: bool) -> SelectedMailbox:
-        columns = await storage.message_columns(mailbox.id)
+        snapshot = await storage.column_snapshot(mailbox.id)
         recent = set() if readonly else await storage.claim_recent(mailbox.id)
         view = cls(
             mailbox=mailbox,
             readonly=readonly,
-            uids=array("I", columns.uids),
-            flags=list(columns.flags),
-            modseqs=array("q", columns.modseqs),
-            internal_dates=array("q", columns.internal_dates),
-            tz_offsets=array("i", columns.tz_offsets),
-            sizes=array("q", columns.sizes),
-            known_modseq=max(mailbox.highest_modseq, max(columns.modseqs, default=0)),
+            uids=snapshot.uids,
+            flags=snapshot.flags,
+            modseqs=snapshot.modseqs,
+            internal_dates=snapshot.internal_dates,
+            tz_offsets=snapshot.tz_offsets,
+            sizes=snapshot.sizes,
+            # The snapshot's modseq is the mailbox's when it was read, so it is also
+            # at least every message's.
+            known_modseq=max(mailbox.highest_modseq, snapshot.modseq),
             recent=recent,
+            _snapshot=snapshot,
         )
-        view.keywords = view._all_keywords()
+        snapshot.hold(view)
+        view.keywords = set(snapshot.keywords())
         view._reported_count = len(view.uids)
         view._reported_recent = len(recent)
         view._reported_keywords = frozenset(view.keywords)
@@ -121,10 +142,18 @@ class SelectedMailbox:
         by_uid = self._index_by_uid
         if by_uid is not None:
             return by_uid.get(uid)
+        shared = self._snapshot
+        if shared is not None and shared.has_index_map():  # another view built it
+            self._index_by_uid = shared.index_map()
+            return self._index_by_uid.get(uid)
         self._lookups += 1
         if self._lookups > _LOOKUPS_BEFORE_MAP:
-            self._index_by_uid = dict(zip(self.uids, range(len(self.uids)), strict=True))
-            return self._index_by_uid.get(uid)
+            if shared is None:
+                self._index_by_uid = dict(zip(self.uids, range(len(self.uids)), strict=True))
+                return self._index_by_uid.get(uid)
+            if self._lookups > len(self.uids) // _MESSAGES_PER_LOOKUP:
+                self._index_by_uid = shared.index_map()
+                return self._index_by_uid.get(uid)
         index = bisect.bisect_left(self.uids, uid)
         if index < len(self.uids) and self.uids[index] == uid:
             return index
@@ -218,12 +247,12 @@ class SelectedMailbox:
 
     def first_unseen(self) -> int | None:
         """The sequence number of the first message without \\Seen (RFC 3501
-        section 7.1, UNSEEN response code)."""
-        unseen_sets = {flags for flags in set(self.flags) if "\\Seen" not in flags}
-        if not unseen_sets:
-            return None
-        matches = map(unseen_sets.__contains__, self.flags)
-        return next(itertools.compress(itertools.count(1), matches), None)
+        section 7.1, UNSEEN response code): kept with a shared snapshot."""
+        if self._snapshot is not None:
+            index = self._snapshot.first_unseen()
+        else:
+            index = first_unseen_from(self.flags, 0, set(self.flags))
+        return None if index is None else index + 1
 
     # ------------------------------------------------------------- flags
 
@@ -243,19 +272,13 @@ class SelectedMailbox:
         """:meth:`flag_list_of` the message at *index* (its sequence number - 1)."""
         return _encoded_flags(self.flags[index], self.uids[index] in self.recent)
 
-    def _all_keywords(self) -> set[str]:
-        # Messages share their flag sets (see storage.flags.parse_flags): look at
-        # each distinct set once rather than at every message's.
-        distinct = set(self.flags)
-        return {f for flags in distinct for f in flags if not f.startswith("\\")}
-
     def record_own_changes(self, changed: Sequence[MessageSummary]) -> None:
         """Note flag changes this session made and reported itself (STORE), so
         :meth:`refresh` does not report them again as unsolicited FETCH."""
         for summary in changed:
             index = self._index(summary.uid)
             if index is not None:
-                self.flags[index] = summary.flags
+                self._own_columns()[index] = summary.flags
                 self.modseqs[index] = summary.modseq
                 self._pending_flag_updates.discard(summary.uid)
                 self.keywords.update(f for f in summary.flags if not f.startswith("\\"))
@@ -306,6 +329,7 @@ class SelectedMailbox:
             return False
         expunged = set(changes.expunged) if changes.expunged else ()
         new: list[MessageSummary] = []
+        updated: list[tuple[int, MessageSummary]] = []
         last = self.uids[-1] if self.uids else 0
         for summary in changes.changed:
             index = self._index(summary.uid)
@@ -315,18 +339,85 @@ class SelectedMailbox:
                 continue
             if self.flags[index] != summary.flags:
                 self._pending_flag_updates.add(summary.uid)
-            self.flags[index] = summary.flags
-            self.modseqs[index] = summary.modseq
+            updated.append((index, summary))
             self.keywords.update(_keywords_of(summary.flags))
         if not self._pending_expunges:
             self._modseq_before_pending_expunges = self.known_modseq
         if changes.expunged:
             self._pending_expunges.update(uid for uid in changes.expunged if uid in self)
-        if new:
-            self._append(sorted(new, key=lambda summary: summary.uid))
+        new.sort(key=lambda summary: summary.uid)
+        self._update_columns(updated, new, changes.highest_modseq)
         self.known_modseq = changes.highest_modseq
         self.mailbox = _advanced(self.mailbox, changes.uidnext, changes.highest_modseq)
         return bool(new)
+
+    def _update_columns(
+        self, updated: list[tuple[int, MessageSummary]], new: list[MessageSummary], modseq: int
+    ) -> None:
+        """Store the flags and modseqs of *updated* messages and append *new* ones,
+        which brings the view from ``known_modseq`` to *modseq*.  A view still sharing
+        its snapshot takes the snapshot another view of it made for the same change,
+        or makes it for them: what changed up to *modseq* is the same for all.  A view
+        alone with its snapshot takes the columns for its own and changes them in place
+        from then on."""
+        if not updated and not new:
+            return
+        shared = self._snapshot
+        if shared is not None and shared.modseq == self.known_modseq:
+            successor = shared.successor(modseq)
+            if successor is not None:
+                self._share(successor)
+                return
+        else:
+            shared = None
+        flags = self._own_columns()
+        for index, summary in updated:
+            flags[index] = summary.flags
+            self.modseqs[index] = summary.modseq
+        self._append(new)
+        if shared is not None and shared.held_by_others(self):
+            successor = ColumnSnapshot(self._columns(), modseq)
+            if not new:  # the same UIDs in the same places
+                successor.inherit_index_map(shared)
+            shared.remember_successor(modseq, successor)
+            self._share(successor)
+
+    def _own_columns(self) -> list[frozenset[str]]:
+        """Copy the shared columns before this view changes them (memcpy, and one
+        reference per message for the flags); returns the flags, now a list."""
+        if self._snapshot is not None or not isinstance(self.flags, list):
+            self._leave_snapshot()
+            self.uids = array("I", self.uids)
+            self.flags = list(self.flags)
+            self.modseqs = array("q", self.modseqs)
+            self.internal_dates = array("q", self.internal_dates)
+            self.tz_offsets = array("i", self.tz_offsets)
+            self.sizes = array("q", self.sizes)
+            self._index_by_uid = None
+            self._lookups = 0
+        assert isinstance(self.flags, list)
+        return self.flags
+
+    def _leave_snapshot(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.release(self)
+            self._snapshot = None
+
+    def _share(self, snapshot: ColumnSnapshot) -> None:
+        """Take *snapshot*'s columns as this view's (they hold the same messages)."""
+        self._leave_snapshot()
+        snapshot.hold(self)
+        self._snapshot = snapshot
+        self.uids, self.flags = snapshot.uids, snapshot.flags
+        self.modseqs, self.sizes = snapshot.modseqs, snapshot.sizes
+        self.internal_dates, self.tz_offsets = snapshot.internal_dates, snapshot.tz_offsets
+        self._index_by_uid = None
+        self._lookups = 0
+
+    def _columns(self) -> MessageColumns:
+        return MessageColumns(
+            self.uids, self.flags, self.modseqs, self.internal_dates, self.tz_offsets, self.sizes
+        )
 
     def _append(self, new: Sequence[MessageSummary]) -> None:
         for summary in new:
@@ -368,6 +459,7 @@ class SelectedMailbox:
         for index in indexes:
             keep[index] = False
         compress = itertools.compress
+        self._leave_snapshot()  # the columns below are new, and this view's own
         self.uids = array("I", compress(self.uids, keep))
         self.flags = list(compress(self.flags, keep))
         self.modseqs = array("q", compress(self.modseqs, keep))

@@ -23,7 +23,10 @@ import datetime
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from mailhaven.storage.column_cache import ColumnSnapshot
 
 
 class StorageError(Exception):
@@ -363,6 +366,11 @@ class Storage(ABC):
         """Every message of the mailbox in UID order, as columns (what SELECT needs),
         without building an object per message.  The sequences may be shared with
         other callers: copy them before changing them."""
+
+    @abstractmethod
+    async def column_snapshot(self, mailbox_id: int) -> ColumnSnapshot:
+        """:meth:`message_columns` with the modseq they are current at and what SELECT
+        derives from them, possibly shared with other callers: never change it."""
 
     @abstractmethod
     async def claim_recent(self, mailbox_id: int) -> set[int]:

@@ -6,7 +6,10 @@ the reader threads, the answer costs a thread hand-off both ways and two wake-up
 the event loop; under load, and while another thread holds the GIL (APPEND's MIME
 analysis), each hand-off can wait milliseconds.  Reading one row of ``mailboxes`` by
 its primary key in WAL mode takes a few microseconds and never waits for a writer, so
-it is done here directly, on a connection that belongs to the loop's thread.
+it is done here directly, on a connection that belongs to the loop's thread.  SELECT's
+lookups are reads of that size too (the mailbox by its name, whether the process's
+snapshot of its messages is current, whether a message still holds ``\\Recent``), so a
+SELECT of a mailbox that has not changed needs no reader thread at all.
 
 It reads the database, not this process's notifications, so changes committed by other
 processes (other workers, ``mailhaven import``) are seen exactly as before.  Anything
@@ -18,6 +21,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class LoopThreadReads:
@@ -46,6 +53,56 @@ class LoopThreadReads:
             return None
         highest_modseq, uidnext = rows[0]
         return highest_modseq, uidnext
+
+    def mailbox_state(self, mailbox_id: int) -> tuple[int, int] | None:
+        """The mailbox's (UIDVALIDITY, highest modseq) as last committed, or None when
+        this cannot be answered here: what says whether a cached snapshot of its
+        messages is current."""
+        rows = self._fetch(
+            "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)
+        )
+        if not rows:
+            return None
+        uidvalidity, highest_modseq = rows[0]
+        return uidvalidity, highest_modseq
+
+    def has_recent(self, mailbox_id: int) -> bool | None:
+        """Whether a message of the mailbox still holds \\Recent for the next session
+        to claim (one probe of the partial index ``messages_recent``), or None when
+        this cannot be answered here."""
+        rows = self._fetch(
+            "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_recent"
+            " WHERE mailbox_id = ? AND recent = 1)",
+            (mailbox_id,),
+        )
+        return None if rows is None else bool(rows[0][0])
+
+    def run(self, query: Callable[..., T], *args: Any) -> T | None:
+        """*query(connection, *args)* (a lookup by key) in one read transaction here,
+        or None when it cannot run here without waiting.  *query* must not keep a
+        cursor beyond its return: an open statement would pin this snapshot of the
+        database for the reads after it."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            conn.execute("BEGIN")
+            try:
+                return query(conn, *args)
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return None
+
+    def _fetch(self, query: str, parameters: tuple[int, ...]) -> list[tuple[int, ...]] | None:
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            # fetchall ends the statement and its read transaction (see above).
+            return conn.execute(query, parameters).fetchall()
+        except sqlite3.Error:
+            return None
 
     def _connection(self) -> sqlite3.Connection | None:
         thread = threading.get_ident()

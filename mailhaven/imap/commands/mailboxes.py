@@ -32,7 +32,10 @@ async def select(session: Session, command: c.Select) -> Tagged:
         raise bad("The QRESYNC parameter needs ENABLE QRESYNC first")
     if session.selected is not None:
         session.leave_selected()
-        await session.send(untagged_ok("Previous mailbox is now closed", b"CLOSED"))
+        # Held, like the responses below, for the tagged response's write: a SELECT is
+        # then one write, whatever its outcome.
+        closed = untagged_ok("Previous mailbox is now closed", b"CLOSED")
+        await session.send_encoded(closed.encode())
     if command.condstore or command.qresync is not None:
         await condstore.enable_condstore(session)
     name = session.decode_mailbox_name(command.mailbox)
@@ -57,7 +60,7 @@ async def select(session: Session, command: c.Select) -> Tagged:
     out.append(untagged_ok("Ok", b"MAILBOXID " + mailbox_id_value(mailbox.object_id)))
     if session.rev2:
         out.append(await list_response_for(session, mailbox))
-    await session.send_all(out)
+    await session.send_encoded(b"".join(response.encode() for response in out))
     if command.qresync is not None:
         await condstore.resynchronise(session, view, command.qresync)
     if command.readonly:
