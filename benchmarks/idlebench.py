@@ -8,10 +8,9 @@ cost the server in CPU.
 ``imapbench``'s ``idle`` scenario measures one APPEND; on a shared machine one sample
 moves by tens of percent, so this repeats it and reports the median over the APPENDs of
 each figure: p50 and p99 over the idlers, the server's CPU time (all threads of all its
-processes, workers included, from
-``/proc/PID/stat``, the APPEND included), this benchmark client's own CPU time and, with
-``--gc-probe``, the time the server's garbage collector spent per fan-out
-(``benchmarks/gcprobe.py``).  Memory per idler is the
+processes, workers included, from ``/proc/PID/stat``, the APPEND included), this
+benchmark client's own CPU time and, with ``--gc-probe``, the time the server's garbage
+collector spent per fan-out (``benchmarks/gcprobe.py``).  Memory per idler is the
 server's PSS with the idlers minus without, divided by N.  Every idler must see every
 EXISTS (a missing one is an error, not a time).
 """
