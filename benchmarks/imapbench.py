@@ -22,7 +22,6 @@ hold no mail for those users).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -49,6 +48,7 @@ from benchmarks.scenarios import (
     check_preloaded,
 )
 from benchmarks.servers import Account, Target
+from mailhaven import runtime
 
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 
@@ -70,6 +70,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
         help="[server] event_loop of a started Mailhaven (auto: uvloop when installed)",
+    )
+    parser.add_argument(
+        "--client-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="this benchmark client's own event loop, for every server measured",
     )
     parser.add_argument("--user", default="bench")
     parser.add_argument("--password", default="bench-password-1")
@@ -393,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
             with context as target:
                 target_notes[label] = target.notes
                 all_results[label] = {}
-                asyncio.run(run_scenarios(target, settings, names, all_results[label], preloaded))
+                runtime.run(
+                    run_scenarios(target, settings, names, all_results[label], preloaded),
+                    arguments.client_loop,
+                )
     except KeyboardInterrupt:
         notes.append("interrupted: the figures are those measured before the interruption")
     finally:

@@ -485,6 +485,8 @@ async def idle_fan_out(run: Run) -> list[Figure]:
     use_scram = await _offers_scram(run)
     gate = asyncio.Semaphore(IDLE_LOGINS_IN_FLIGHT)
 
+    countdown = _Countdown(settings.idlers)
+
     async def start_idler() -> _ExistsWatcher:
         async with gate:
             client = await (run.scram_client() if use_scram else run.client())
@@ -493,7 +495,7 @@ async def idle_fan_out(run: Run) -> list[Figure]:
             line = await client.read_response()
             if not line.startswith(b"+"):
                 raise WrongAnswer(f"IDLE: {line!r}")
-            return _ExistsWatcher.take_over(client)
+            return _ExistsWatcher.take_over(client, countdown)
 
     idlers = await asyncio.gather(*(start_idler() for _ in range(settings.idlers)))
     await asyncio.sleep(1.0)  # let the server settle before measuring memory
@@ -504,11 +506,9 @@ async def idle_fan_out(run: Run) -> list[Figure]:
         b"APPEND " + quoted(IDLE_MAILBOX) + b" " + literal_plus(corpus.generate(0, 1, 7))
     )
     try:
-        arrivals = await asyncio.wait_for(
-            asyncio.gather(*(idler.arrived for idler in idlers)), IDLE_WAIT_SECONDS
-        )
+        await asyncio.wait_for(countdown.everyone, IDLE_WAIT_SECONDS)
     except TimeoutError:
-        missing = sum(not idler.arrived.done() for idler in idlers)
+        missing = sum(idler.arrived is None for idler in idlers)
         raise WrongAnswer(
             f"IDLE: {missing} idlers never saw EXISTS within {IDLE_WAIT_SECONDS} s"
         ) from None
@@ -516,7 +516,7 @@ async def idle_fan_out(run: Run) -> list[Figure]:
         for idler in idlers:
             idler.stop()
     client_cpu = time.process_time() - cpu_before
-    latencies = [(arrival - start) * 1e3 for arrival in arrivals]
+    latencies = [(idler.arrived - start) * 1e3 for idler in idlers if idler.arrived is not None]
     await setup.logout()
     figures = [
         Figure(f"IDLE {settings.idlers}: EXISTS p50", percentile(latencies, 0.5), "ms"),
@@ -541,37 +541,57 @@ async def _offers_scram(run: Run) -> bool:
     return b"AUTH=SCRAM-SHA-256" in client.capabilities
 
 
+class _Countdown:
+    """The idlers yet to see ``* 1 EXISTS``: one future for all of them (a future each,
+    gathered, is client CPU spent while other idlers' bytes wait to be stamped)."""
+
+    def __init__(self, idlers: int) -> None:
+        self.remaining = idlers
+        self.everyone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def arrived(self) -> None:
+        self.remaining -= 1
+        if not self.remaining and not self.everyone.done():
+            self.everyone.set_result(None)
+
+    def lost(self) -> None:
+        if not self.everyone.done():
+            self.everyone.set_exception(ImapError("IDLE: connection lost"))
+
+
 class _ExistsWatcher(asyncio.Protocol):
     """Reads an idling connection in place of its stream: the moment ``* 1 EXISTS``
     arrives is recorded in the transport's callback, before any other work."""
 
-    def __init__(self, client: ImapClient, buffered: bytes) -> None:
+    def __init__(self, client: ImapClient, buffered: bytes, countdown: _Countdown) -> None:
         # Holding the client keeps its StreamWriter alive: collecting it would close
         # the connection.
         self.client = client
         self.transport: asyncio.Transport = client.writer.transport  # type: ignore[assignment]
-        self.arrived: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.arrived: float | None = None
+        self._countdown = countdown
         self._received = buffered
 
     @classmethod
-    def take_over(cls, client: ImapClient) -> _ExistsWatcher:
+    def take_over(cls, client: ImapClient, countdown: _Countdown) -> _ExistsWatcher:
         # Nothing is buffered after the continuation in practice; keep it if it is.
         buffered = bytes(client.reader._buffer)  # noqa: SLF001 (no public peek)
-        watcher = cls(client, buffered)
+        watcher = cls(client, buffered, countdown)
         watcher.transport.set_protocol(watcher)
         return watcher
 
     def data_received(self, data: bytes) -> None:
-        if self.arrived.done():
+        if self.arrived is not None:
             return
         now = time.perf_counter()
         self._received += data
         if _EXISTS_ONE.search(self._received):
-            self.arrived.set_result(now)
+            self.arrived = now
+            self._countdown.arrived()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.arrived.done():
-            self.arrived.set_exception(ImapError("IDLE: connection lost"))
+        if self.arrived is None:
+            self._countdown.lost()
 
     def stop(self) -> None:
         """End IDLE and the session without waiting for answers."""

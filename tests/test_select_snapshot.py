@@ -24,7 +24,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailhaven.imap.selected import SelectedMailbox
+from mailhaven.imap.selected import Arrivals, SelectedMailbox
 from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage.column_cache import ColumnSnapshot
 from mailhaven.storage.flags import serialize_flags
@@ -135,6 +135,33 @@ def test_views_of_one_snapshot_share_the_result_of_a_change(tmp_path: Path) -> N
         await alone.refresh(storage)
         assert alone.uids is own  # changed in place from then on
         await _assert_view_matches_store(alone, storage)
+
+    _run(tmp_path / "test.db", scenario)
+
+
+def test_views_sharing_a_change_learn_the_keywords_of_new_messages(tmp_path: Path) -> None:
+    """The views after the first take the successor snapshot the first one built: each
+    must still learn a keyword that only a new message carries (FLAGS, RFC 3501 section
+    7.2.6), whether the change comes as Changes or as Arrivals (the IDLE fan-out)."""
+
+    async def scenario(storage: SqliteStorage) -> None:
+        inbox = await _inbox(storage, 30)
+        for arrivals_of in (lambda changes: None, Arrivals.of):
+            views = [await SelectedMailbox.open(storage, inbox, readonly=True) for _ in range(3)]
+            keyword = f"$New{len(views[0].uids)}"
+            await storage.append(inbox.id, [_message(200, frozenset({keyword}))])
+            changes = await storage.changes_since(inbox.id, views[0].known_modseq)
+            arrivals = arrivals_of(changes)
+            for view in views:
+                assert view.apply_changes(changes, arrivals)
+            assert views[0].uids is views[1].uids is views[2].uids
+            for view in views:
+                assert keyword in view.keywords
+                assert any(
+                    keyword.encode() in update.payload
+                    for update in view.drain_updates(allow_expunge=True)
+                )
+                await _assert_view_matches_store(view, storage)
 
     _run(tmp_path / "test.db", scenario)
 

@@ -30,6 +30,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
+from mailhaven.imap.selected import Arrivals
 from mailhaven.storage.interface import Changes, MailboxNotFound, Storage
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class IdleFanOut:
         Returns the idlers at other modseqs, for another read."""
         others: Members = {}
         claimer: tuple[Waiter, SelectedMailbox] | None = None
+        arrivals = Arrivals.of(changes)
         for session, waiter in pending.items():
             view = session.selected
             if not _servable(session, waiter, view, mailbox_id):
@@ -150,7 +152,7 @@ class IdleFanOut:
                 else:
                     others[session] = waiter
                 continue
-            if view.apply_changes(changes) and not view.readonly and claimer is None:
+            if view.apply_changes(changes, arrivals) and not view.readonly and claimer is None:
                 claimer = (waiter, view)
             session.send_now(view.drain_updates(allow_expunge=True))
         if claimer is not None:

@@ -321,12 +321,17 @@ class SelectedMailbox:
         expunged (RFC 2180 section 3.2), reported when EXPUNGE is allowed."""
         self._pending_expunges.update(self.uids)
 
-    def apply_changes(self, changes: Changes) -> bool:
+    def apply_changes(self, changes: Changes, arrivals: Arrivals | None = None) -> bool:
         """The part of :meth:`refresh` that needs no store: fold *changes* (read since
         ``known_modseq``) into the view.  True when messages new to this view arrived,
-        whose ``\\Recent`` a session may then claim (RFC 3501 section 2.3.2)."""
+        whose ``\\Recent`` a session may then claim (RFC 3501 section 2.3.2).
+        *arrivals* (``Arrivals.of(changes)``, computed once for every view the change
+        reaches) lets a view that holds none of the changed messages take them as they
+        are, without looking at each."""
         if changes.highest_modseq <= self.known_modseq:
             return False
+        if arrivals is not None and arrivals.all_new_to(self):
+            return self._take_arrivals(changes, arrivals)
         expunged = set(changes.expunged) if changes.expunged else ()
         new: list[MessageSummary] = []
         updated: list[tuple[int, MessageSummary]] = []
@@ -336,6 +341,7 @@ class SelectedMailbox:
             if index is None:
                 if summary.uid > last and summary.uid not in expunged:
                     new.append(summary)
+                    self.keywords.update(_keywords_of(summary.flags))
                 continue
             if self.flags[index] != summary.flags:
                 self._pending_flag_updates.add(summary.uid)
@@ -351,8 +357,21 @@ class SelectedMailbox:
         self.mailbox = _advanced(self.mailbox, changes.uidnext, changes.highest_modseq)
         return bool(new)
 
+    def _take_arrivals(self, changes: Changes, arrivals: Arrivals) -> bool:
+        """:meth:`apply_changes` when every changed message is new to this view."""
+        if not self._pending_expunges:
+            self._modseq_before_pending_expunges = self.known_modseq
+        self._update_columns([], arrivals, changes.highest_modseq)
+        self.keywords.update(arrivals.keywords)
+        self.known_modseq = changes.highest_modseq
+        self.mailbox = arrivals.advance(self.mailbox, changes)
+        return bool(arrivals.uids)
+
     def _update_columns(
-        self, updated: list[tuple[int, MessageSummary]], new: list[MessageSummary], modseq: int
+        self,
+        updated: list[tuple[int, MessageSummary]],
+        new: Sequence[MessageSummary] | Arrivals,
+        modseq: int,
     ) -> None:
         """Store the flags and modseqs of *updated* messages and append *new* ones,
         which brings the view from ``known_modseq`` to *modseq*.  A view still sharing
@@ -419,7 +438,10 @@ class SelectedMailbox:
             self.uids, self.flags, self.modseqs, self.internal_dates, self.tz_offsets, self.sizes
         )
 
-    def _append(self, new: Sequence[MessageSummary]) -> None:
+    def _append(self, new: Sequence[MessageSummary] | Arrivals) -> None:
+        if isinstance(new, Arrivals):
+            self._extend(new)
+            return
         for summary in new:
             epoch, offset = epoch_and_offset(summary.internal_date)
             if self._index_by_uid is not None:
@@ -430,7 +452,18 @@ class SelectedMailbox:
             self.internal_dates.append(epoch)
             self.tz_offsets.append(offset)
             self.sizes.append(summary.size)
-            self.keywords.update(_keywords_of(summary.flags))
+
+    def _extend(self, arrivals: Arrivals) -> None:
+        """:meth:`_append` of messages already in columns, in one step per column."""
+        if self._index_by_uid is not None:
+            start = len(self.uids)
+            self._index_by_uid.update(zip(arrivals.uids, itertools.count(start)))
+        self.uids.extend(arrivals.uids)
+        self.flags.extend(arrivals.flags)
+        self.modseqs.extend(arrivals.modseqs)
+        self.internal_dates.extend(arrivals.internal_dates)
+        self.tz_offsets.extend(arrivals.tz_offsets)
+        self.sizes.extend(arrivals.sizes)
 
     def remove_expunged(self, expunged: Iterable[int]) -> list[int]:
         """Drop UIDs this session expunged itself; returns their sequence numbers
@@ -509,6 +542,59 @@ class SelectedMailbox:
 
 # A commit advances every view of the mailbox (10,000 idlers' at once) with the same
 # change: each of these is computed once for all of them.
+
+
+@dataclass
+class Arrivals:
+    """The messages of one :class:`Changes` as columns, built once for every view the
+    change reaches: a view that holds none of them (an APPEND or delivery seen by idlers
+    at the modseq before it) extends its columns with these instead of looking up,
+    converting and appending each message itself."""
+
+    uids: array[int]
+    flags: tuple[frozenset[str], ...]
+    modseqs: array[int]
+    internal_dates: array[int]
+    tz_offsets: array[int]
+    sizes: array[int]
+    keywords: frozenset[str]
+    # The views share one Mailbox (see _advanced): the last one advanced and its
+    # successor, compared by identity (hashing the Mailbox for the cache costs more).
+    _advanced_from: Mailbox | None = None
+    _advanced_to: Mailbox | None = None
+
+    @classmethod
+    def of(cls, changes: Changes) -> Arrivals | None:
+        """None when the change expunged messages: each view then works it out."""
+        if changes.expunged:
+            return None
+        changed = sorted(changes.changed, key=lambda summary: summary.uid)
+        moments = [epoch_and_offset(summary.internal_date) for summary in changed]
+        return cls(
+            uids=array("I", (summary.uid for summary in changed)),
+            flags=tuple(summary.flags for summary in changed),
+            modseqs=array("q", (summary.modseq for summary in changed)),
+            internal_dates=array("q", (epoch for epoch, _ in moments)),
+            tz_offsets=array("i", (offset for _, offset in moments)),
+            sizes=array("q", (summary.size for summary in changed)),
+            keywords=frozenset().union(*(_keywords_of(summary.flags) for summary in changed)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def all_new_to(self, view: SelectedMailbox) -> bool:
+        """True when every message here comes after the last one *view* holds (so
+        none is a flag change of a message it has)."""
+        return not self.uids or not view.uids or self.uids[0] > view.uids[-1]
+
+    def advance(self, mailbox: Mailbox, changes: Changes) -> Mailbox:
+        """*mailbox* with the UIDNEXT and HIGHESTMODSEQ after *changes*."""
+        if mailbox is not self._advanced_from:
+            self._advanced_from = mailbox
+            self._advanced_to = _advanced(mailbox, changes.uidnext, changes.highest_modseq)
+        assert self._advanced_to is not None
+        return self._advanced_to
 
 
 @functools.lru_cache(maxsize=64)
