@@ -10,7 +10,9 @@ a table with the ratio and writes the figures as JSON (``--json``).
 
 ``--preload`` gives both servers the corpus from a Maildir written once (see
 ``benchmarks/preload.py``) instead of loading it through APPEND, which makes runs at
-100,000 messages practical.
+100,000 messages practical.  ``--preload-from DIR`` reuses the directory an earlier
+``--preload --keep`` run kept: its Maildir for Dovecot and a copy of its Mailhaven
+database (migrated on open if the schema has moved on) instead of a fresh import.
 
 ``--server HOST:PORT --user U --password P [--user2 U2 --password2 P2]
 [--lmtp HOST:PORT]`` benchmarks a server that is already running instead (it must
@@ -90,6 +92,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         " mailhaven import) instead of APPENDing the corpus; append then measures"
         " --append-messages messages into a mailbox of their own",
     )
+    parser.add_argument(
+        "--preload-from",
+        type=Path,
+        metavar="DIR",
+        help="--preload from the directory an earlier --preload --keep run kept (its"
+        " corpus/Maildir, and a copy of its Mailhaven database instead of an import)",
+    )
     parser.add_argument("--append-messages", type=int, default=2000)
     parser.add_argument("--lmtp-messages", type=int, default=1000)
     parser.add_argument("--login-clients", type=int, default=10)
@@ -102,7 +111,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--single-stores", type=int, default=100)
     parser.add_argument("--json", type=Path, default=Path("imapbench-results.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    arguments.preload = arguments.preload or arguments.preload_from is not None
+    return arguments
 
 
 def settings_from(arguments: argparse.Namespace) -> Settings:
@@ -138,6 +149,22 @@ def _running_server(arguments: argparse.Namespace, accounts: list[Account]) -> I
     yield target
 
 
+def _kept_database(kept: Path | None) -> Path | None:
+    """Where ``--preload --keep`` left Mailhaven's database (see servers.mailhaven)."""
+    return kept / "mailhaven" / "mailhaven-data" / "mailhaven.db" if kept else None
+
+
+def _preloaded_corpus(
+    arguments: argparse.Namespace, settings: Settings, workdir: Path
+) -> PreloadedCorpus:
+    if arguments.preload_from is not None:
+        maildir = arguments.preload_from / "corpus" / "Maildir"
+        print(f"checking the kept Maildir {maildir}", file=sys.stderr, flush=True)
+        return preload.reuse_maildir(maildir, settings.messages, settings.seed)
+    print(f"writing the {settings.messages}-message Maildir", file=sys.stderr, flush=True)
+    return preload.write_maildir(workdir / "corpus" / "Maildir", settings.messages, settings.seed)
+
+
 # Connections besides the idlers: the setup client, the concurrent login and mixed-load
 # clients (the idlers are gone by then) and a margin for sockets still closing.
 CONNECTION_HEADROOM = 200
@@ -162,6 +189,7 @@ def targets(
                     maildir,
                     connections=arguments.idlers + CONNECTION_HEADROOM,
                     event_loop=arguments.event_loop,
+                    database=_kept_database(arguments.preload_from),
                 ),
             )
         )
@@ -356,12 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preloaded = None
         if arguments.preload:
-            print(f"writing the {settings.messages}-message Maildir", file=sys.stderr, flush=True)
             started = time.perf_counter()
-            preloaded = preload.write_maildir(
-                workdir / "corpus" / "Maildir", settings.messages, settings.seed
-            )
-            notes.append(f"--preload: Maildir written in {time.perf_counter() - started:.0f} s")
+            preloaded = _preloaded_corpus(arguments, settings, workdir)
+            notes.append(f"--preload: Maildir ready in {time.perf_counter() - started:.0f} s")
         for label, context in targets(arguments, accounts, workdir, preloaded):
             (workdir / label).mkdir(exist_ok=True)
             print(f"{label}: starting", file=sys.stderr, flush=True)

@@ -68,3 +68,18 @@ def write_maildir(root: Path, count: int, seed: int) -> PreloadedCorpus:
     header = f"3 V{UIDVALIDITY} N{count + 1}\n"
     (root / UIDLIST).write_text(header + "".join(uid_lines), "ascii")
     return PreloadedCorpus(root, count, sizes, checksums)
+
+
+def reuse_maildir(root: Path, count: int, seed: int) -> PreloadedCorpus:
+    """The Maildir *root* written by an earlier run (``--preload --keep``), checked to
+    hold *count* messages; sizes and checksums come from the generator again, so a
+    Maildir of another seed fails verification rather than passing unnoticed."""
+    header = (root / UIDLIST).read_text("ascii").partition("\n")[0]
+    if f" N{count + 1}" not in header:
+        raise ValueError(f"{root} does not hold {count} messages ({UIDLIST}: {header!r})")
+    raws = (corpus.generate(i, count, seed) for i in range(count))
+    sizes, checksums = [], []
+    for raw in raws:
+        sizes.append(len(raw))
+        checksums.append(zlib.crc32(raw))
+    return PreloadedCorpus(root, count, sizes, checksums)

@@ -117,6 +117,16 @@ def _mailhaven_supports_lmtp() -> bool:
     return "lmtp.listen" in config._SCHEMA
 
 
+def _add_users(command: list[str], accounts: list[Account]) -> None:
+    for account in accounts:
+        subprocess.run(
+            [*command, "user", "add", account.user, "--password-stdin"],
+            input=account.password.encode() + b"\n",
+            check=True,
+            capture_output=True,
+        )
+
+
 @contextlib.contextmanager
 def mailhaven(
     accounts: list[Account],
@@ -126,12 +136,15 @@ def mailhaven(
     connections: int = 1000,
     event_loop: str = "auto",
     module: str = "mailhaven",
+    database: Path | None = None,
 ) -> Iterator[Target]:
     """A started ``mailhaven serve`` with room for *connections* from the benchmark (all
     from one address, to one account: the idlers and the concurrent clients); with
     *preload*, the first account's INBOX is imported from that Maildir first
-    (``mailhaven import``, the server stopped).  *module* is what ``python -m`` runs
-    (``benchmarks.gcprobe`` wraps the server to count its garbage collections)."""
+    (``mailhaven import``, the server stopped); with *database*, a copy of that
+    database (kept from an earlier preloaded run: users and INBOX already there) is
+    used instead.  *module* is what ``python -m`` runs (``benchmarks.gcprobe`` wraps
+    the server to count its garbage collections)."""
     data = workdir / "mailhaven-data"
     data.mkdir()
     imap_port = free_port()
@@ -151,15 +164,14 @@ def mailhaven(
     config_file = workdir / "mailhaven.toml"
     config_file.write_text("\n".join(config) + "\n")
     command = [sys.executable, "-m", module, "--config", str(config_file)]
-    for account in accounts:
-        subprocess.run(
-            [*command, "user", "add", account.user, "--password-stdin"],
-            input=account.password.encode() + b"\n",
-            check=True,
-            capture_output=True,
-        )
     notes: list[str] = []
-    if preload is not None:
+    if database is not None:
+        started = time.perf_counter()
+        shutil.copyfile(database, data / database.name)
+        notes.append(f"database copied from {database} in {time.perf_counter() - started:.0f} s")
+    else:
+        _add_users(command, accounts)
+    if preload is not None and database is None:
         started = time.perf_counter()
         subprocess.run(
             [*command, "import", accounts[0].user, str(preload), "--format", "maildir"],

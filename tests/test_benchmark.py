@@ -178,3 +178,25 @@ def test_started_mailhaven_imports_the_preload_maildir(tmp_path):
         asyncio.run(check_preloaded(run, written.sizes, written.checksums))
         figures = asyncio.run(SCENARIOS["first-sync"](run))
     assert figures[0].name.startswith("first sync (5 msgs")
+
+
+def test_preload_from_a_kept_run_reuses_its_maildir_and_database(tmp_path):
+    """--preload-from: the Maildir is checked and described again without rewriting it,
+    and the started server takes a copy of the kept database instead of importing."""
+    written = preload.write_maildir(tmp_path / "corpus", 5, 1)
+    (tmp_path / "kept").mkdir()
+    with servers.mailhaven(ACCOUNTS[:1], tmp_path / "kept", preload=written.path):
+        pass
+    reused = preload.reuse_maildir(written.path, 5, 1)
+    assert (reused.sizes, reused.checksums) == (written.sizes, written.checksums)
+    with pytest.raises(ValueError, match="does not hold 6 messages"):
+        preload.reuse_maildir(written.path, 6, 1)
+    kept_database = tmp_path / "kept" / "mailhaven-data" / "mailhaven.db"
+    (tmp_path / "again").mkdir()
+    with servers.mailhaven(
+        ACCOUNTS[:1], tmp_path / "again", preload=reused.path, database=kept_database
+    ) as target:
+        run = Run(target, _settings(preloaded=True))
+        run.settings.messages = 5
+        asyncio.run(check_preloaded(run, reused.sizes, reused.checksums))
+    assert any("database copied" in note for note in target.notes)
