@@ -113,12 +113,8 @@ async def matching_uids(
 
 def _in_view(view: SelectedMailbox, uids: set[int]) -> list[int]:
     """*uids* that the view holds, ascending (as sequence numbers do).  The index may
-    know messages that arrived after the view was last brought up to date.  A few
-    UIDs are looked up one by one (a binary search each); many, in one pass over
-    the view, cheaper than that from about one message in thirty."""
-    if len(uids) * 32 < len(view.uids):
-        return [uid for uid in sorted(uids) if view.sequence_number(uid) is not None]
-    return sorted(uids.intersection(view.uids))
+    know messages that arrived after the view was last brought up to date."""
+    return view.held(sorted(uids))
 
 
 def _numbered_messages(view: SelectedMailbox, required: set[int] | None) -> list[tuple[int, int]]:

@@ -1566,12 +1566,15 @@ def _search_text(
     word.  Shorter needles have no trigram to look up: they scan the text."""
     _mailbox_by_id(conn, mailbox_id)
     if fts and len(needle) >= TRIGRAM:
-        # The subquery runs the index lookup once; as a join, SQLite would rather
-        # run one FTS query per message of the mailbox.
+        # CROSS JOIN keeps the index lookup as the outer loop, run once (left to
+        # itself, SQLite would rather run one FTS query per message of the mailbox),
+        # and each hit finds its messages in messages_by_content in rowid order.
+        # An IN (subquery) did the same but first copied every hit into a temporary
+        # b-tree: a fifth more instructions for a word in a third of the mailbox.
         rows = conn.execute(
-            "SELECT uid FROM messages WHERE mailbox_id = ? AND content_id IN"
-            " (SELECT rowid FROM contents_fts WHERE contents_fts MATCH ?)",
-            (mailbox_id, _fts_phrase(needle, headers=headers)),
+            "SELECT m.uid FROM contents_fts AS f CROSS JOIN messages AS m"
+            " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?",
+            (_fts_phrase(needle, headers=headers), mailbox_id),
         )
     else:
         rows = conn.execute(

@@ -29,7 +29,7 @@ async def search(session: Session, command: c.Search) -> Tagged:
         raise
     if saving:
         session.saved_search = _saved_result(uids, options or ())
-    numbers = uids if command.uid else [view.sequence_number(u) or 0 for u in uids]
+    numbers = uids if command.uid else view.sequence_numbers(uids)
     with_modseq = _uses_modseq(command.key)
     highest = max(map(view.modseq_of, uids), default=None) if with_modseq else None
     if options is None:
