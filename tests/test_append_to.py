@@ -178,3 +178,31 @@ def test_append_to_a_missing_mailbox_is_trycreate_and_stores_nothing(
     reply = raw.command(b"a2", b"APPEND INBOX {%d+}\r\n" % len(RAW) + RAW)
     assert b"[APPENDUID " in reply[-1] and reply[-1].endswith(b" 1] APPEND completed")
     raw.close()
+
+
+def test_analyze_parses_each_header_block_once_and_forgets_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mailhaven.mime import analyze, headers
+
+    raw = (
+        b"From: a@example.org\r\nSubject: two parts\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--b--\r\n"
+    )
+    expected = analyze(raw)
+    blocks: list[tuple[int, int]] = []
+    real = headers._parse_fields
+
+    def counting(data: bytes, start: int, end: int):  # noqa: ANN202
+        blocks.append((start, end))
+        return real(data, start, end)
+
+    monkeypatch.setattr(headers, "_parse_fields", counting)
+    assert analyze(raw) == expected
+    assert len(blocks) == len(set(blocks))  # each block parsed once within analyze
+    assert headers._analysis.raw is None  # nothing of the message kept afterwards
+    headers.parse_fields(raw, 0, 20)
+    headers.parse_fields(raw, 0, 20)
+    assert blocks[-2:] == [(0, 20), (0, 20)]  # outside analyze, no memo

@@ -557,8 +557,8 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         if self._writer is None:
             raise StorageError("storage is not open")
         loop = asyncio.get_running_loop()
-        self._writes_in_flight += 1
         future = loop.run_in_executor(self._writer, run, *args)
+        self._writes_in_flight += 1
         future.add_done_callback(self._write_done)
         result, _changed = await asyncio.shield(future)
         return result
