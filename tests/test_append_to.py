@@ -16,7 +16,7 @@ from mailhaven.mailflow.lmtp import MailhavenLMTP
 from mailhaven.mailflow.messages import prepare
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage.interface import MailboxNotFound, NewMessage, UserNotFound
-from tests.support import ServerThread
+from tests.support import ServerThread, count_reads
 
 RAW = b"From: Bob <bob@example.org>\r\nSubject: hello\r\n\r\nHi Alice.\r\n"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, tzinfo=datetime.UTC)
@@ -206,3 +206,18 @@ def test_analyze_parses_each_header_block_once_and_forgets_the_message(
     headers.parse_fields(raw, 0, 20)
     headers.parse_fields(raw, 0, 20)
     assert blocks[-2:] == [(0, 20), (0, 20)]  # outside analyze, no memo
+
+
+def test_account_lookup_is_read_on_the_loop_thread(tmp_path: Path) -> None:
+    async def body(storage: SqliteStorage) -> None:
+        await storage.create_user("Alice@example.com", "x")
+        reads = count_reads(storage)
+        user = await storage.get_user("alice@EXAMPLE.com")  # names are case-insensitive
+        assert user is not None and user.name == "Alice@example.com"
+        assert await storage.get_user("bob") is None
+        assert reads == []
+        # A thread other than the loop's cannot use the loop's connection: the readers.
+        assert await asyncio.to_thread(asyncio.run, storage.get_user("nobody")) is None
+        assert reads == ["_get_user"]
+
+    run_with_storage(tmp_path, body)

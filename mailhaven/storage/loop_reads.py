@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from typing import Any
 
 
 class LoopThreadReads:
@@ -46,6 +47,17 @@ class LoopThreadReads:
             return None
         highest_modseq, uidnext = rows[0]
         return highest_modseq, uidnext
+
+    def rows(self, sql: str, parameters: tuple[Any, ...]) -> list[Any] | None:
+        """Every row of *sql*, a query by a unique index (a primary-key read's cost),
+        or None when this cannot be answered here without waiting."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            return conn.execute(sql, parameters).fetchall()  # fetchall: see above
+        except sqlite3.Error:
+            return None
 
     def _connection(self) -> sqlite3.Connection | None:
         thread = threading.get_ident()

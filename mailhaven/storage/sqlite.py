@@ -617,6 +617,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return await self._write(_create_user, name, password_hash)
 
     async def get_user(self, name: str) -> User | None:
+        # Every LMTP RCPT and every login asks this: one row by its unique name, read on
+        # the loop's own thread when it can be (storage/loop_reads.py), not handed off.
+        rows = self._loop_reads.rows(_USER_BY_NAME, (name,))
+        if rows is not None:
+            return _user(rows[0]) if rows else None
         return await self._read(_get_user, name)
 
     async def list_users(self) -> list[User]:
@@ -976,8 +981,11 @@ def _create_user(tx: _Transaction, name: str, password_hash: str) -> User:
     return User(id=user_id, name=name, password_hash=password_hash)
 
 
+_USER_BY_NAME = f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?"
+
+
 def _get_user(conn: sqlite3.Connection, name: str) -> User | None:
-    row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(_USER_BY_NAME, (name,)).fetchone()
     return None if row is None else _user(row)
 
 
