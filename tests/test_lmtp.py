@@ -94,15 +94,14 @@ def test_storage_failure_answers_451_for_that_recipient(
 ) -> None:
     storage = server.storage
     alice = server.call(storage.get_user("alice"))
-    alice_inbox = server.call(storage.get_mailbox(alice.id, "INBOX"))
-    real_append = storage.append
+    real_append_to = storage.append_to
 
-    async def append_failing_for_alice(mailbox_id, messages):  # noqa: ANN001, ANN202
-        if mailbox_id == alice_inbox.id:
+    async def append_failing_for_alice(user_id, name, prepare, **options):  # noqa: ANN001, ANN003, ANN202
+        if user_id == alice.id:
             raise sqlite3.OperationalError("database is locked")
-        return await real_append(mailbox_id, messages)
+        return await real_append_to(user_id, name, prepare, **options)
 
-    monkeypatch.setattr(storage, "append", append_failing_for_alice)
+    monkeypatch.setattr(storage, "append_to", append_failing_for_alice)
     client = lmtp(server)
     client.mail("bob@example.org")
     client.rcpt("alice@localhost")

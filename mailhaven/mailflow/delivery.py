@@ -15,12 +15,12 @@ the message goes to INBOX, so a typo never bounces mail.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from dataclasses import dataclass
 
 from mailhaven.codec.mailbox_names import canonical_mailbox
 from mailhaven.mailflow.messages import prepare
-from mailhaven.storage.interface import CopyResult, Storage, User
+from mailhaven.storage.interface import CopyResult, NewMessage, Storage, User
 
 INBOX = "INBOX"
 EXTENSION_SEPARATOR = "+"
@@ -86,12 +86,18 @@ def with_trace_headers(raw: bytes, return_path: str, delivered_to: str) -> bytes
 
 
 async def deliver(storage: Storage, recipient: Recipient, raw: bytes) -> CopyResult:
-    """Store *raw* in the recipient's folder; durable when this returns."""
-    loop = asyncio.get_running_loop()
-    message = await loop.run_in_executor(None, prepare, raw)
-    mailbox = await storage.get_mailbox(recipient.user.id, recipient.folder)
-    if mailbox is None or not mailbox.selectable:  # the folder went away meanwhile
-        mailbox = await storage.get_mailbox(recipient.user.id, INBOX)
-    if mailbox is None:
-        raise LookupError(f"account {recipient.user.name!r} has no INBOX")
-    return await storage.append(mailbox.id, [message])
+    """Store *raw* in the recipient's folder, or INBOX when the folder went away since
+    the recipient was resolved; durable when this returns.  UserNotFound when the
+    account was deleted or disabled meanwhile.  The MIME analysis and the transaction
+    are one hand-off to the storage (the folder is looked up in the transaction)."""
+    return await storage.append_to(
+        recipient.user.id,
+        recipient.folder,
+        functools.partial(_prepare_one, raw),
+        fallback=INBOX,
+        account_must_be_enabled=True,
+    )
+
+
+def _prepare_one(raw: bytes) -> list[NewMessage]:
+    return [prepare(raw)]

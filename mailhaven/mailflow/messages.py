@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from mailhaven.mime import analyze
 from mailhaven.storage.flags import normalize_flags
-from mailhaven.storage.interface import NewMessage
+from mailhaven.storage.interface import NewMessage, StoredWire
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -39,11 +39,13 @@ def prepare(
     """A message ready for :meth:`Storage.append`: metadata computed, flags
     normalised, INTERNALDATE now unless given (blocking: run it off the loop)."""
     analyzed = analyze(raw)
+    metadata = analyzed.metadata
     return NewMessage(
         raw=raw,
         flags=normalize_flags(flags),
         internal_date=internal_date or now(),
-        metadata=analyzed.metadata.to_bytes(),
+        metadata=metadata.to_bytes(),
         body_text=analyzed.body_text,
         header_text=analyzed.header_text,
+        wire=StoredWire(metadata.envelope, metadata.body, metadata.bodystructure),
     )

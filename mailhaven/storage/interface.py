@@ -161,6 +161,9 @@ class NewMessage:
     metadata: bytes  # MessageMetadata.to_bytes()
     body_text: str = ""  # decoded text of the body parts, for SEARCH BODY
     header_text: str = ""  # decoded header fields, for SEARCH TEXT
+    # The metadata's wire items when the caller has them at hand (after analyze), so
+    # the writer need not decode the metadata again to store them.
+    wire: StoredWire | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +359,24 @@ class Storage(ABC):
     async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
         """Append all messages atomically (MULTIAPPEND, RFC 3502); new messages are
         \\Recent.  Returns uidvalidity and the new UIDs (source_uids empty)."""
+
+    @abstractmethod
+    async def append_to(
+        self,
+        user_id: int,
+        name: str,
+        prepare: Callable[[], Sequence[NewMessage]],
+        *,
+        fallback: str | None = None,
+        account_must_be_enabled: bool = False,
+    ) -> CopyResult:
+        """Like :meth:`append`, for a mailbox given by name: *prepare* builds the
+        messages (blocking CPU work, MIME analysis: never run on the event loop), then
+        they go to the user's mailbox *name*, or to *fallback* when *name* is not a
+        selectable mailbox.  MailboxNotFound when neither is; with
+        *account_must_be_enabled* (local delivery), UserNotFound when the account is
+        gone or disabled.  Backends do the whole of it with as few hand-offs between
+        threads as they can: a delivery's latency is what a sender waits for."""
 
     @abstractmethod
     async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:

@@ -38,17 +38,9 @@ class LoopThreadReads:
     def mailbox_position(self, mailbox_id: int) -> tuple[int, int] | None:
         """The mailbox's (highest modseq, uidnext) as last committed, or None when this
         cannot be answered here without waiting."""
-        conn = self._connection()
-        if conn is None:
-            return None
-        try:
-            # fetchall runs the statement to its end, so its read transaction ends too
-            # (a statement left open would pin an old snapshot of the database).
-            rows = conn.execute(
-                "SELECT highest_modseq, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
-            ).fetchall()
-        except sqlite3.Error:
-            return None
+        rows = self.rows(
+            "SELECT highest_modseq, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+        )
         if not rows:
             return None
         highest_modseq, uidnext = rows[0]
@@ -58,7 +50,7 @@ class LoopThreadReads:
         """The mailbox's (UIDVALIDITY, highest modseq) as last committed, or None when
         this cannot be answered here: what says whether a cached snapshot of its
         messages is current."""
-        rows = self._fetch(
+        rows = self.rows(
             "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)
         )
         if not rows:
@@ -70,7 +62,7 @@ class LoopThreadReads:
         """Whether a message of the mailbox still holds \\Recent for the next session
         to claim (one probe of the partial index ``messages_recent``), or None when
         this cannot be answered here."""
-        rows = self._fetch(
+        rows = self.rows(
             "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_recent"
             " WHERE mailbox_id = ? AND recent = 1)",
             (mailbox_id,),
@@ -94,13 +86,16 @@ class LoopThreadReads:
         except sqlite3.Error:
             return None
 
-    def _fetch(self, query: str, parameters: tuple[int, ...]) -> list[tuple[int, ...]] | None:
+    def rows(self, sql: str, parameters: tuple[Any, ...]) -> list[Any] | None:
+        """Every row of *sql*, a query by a unique index (a primary-key read's cost),
+        or None when this cannot be answered here without waiting."""
         conn = self._connection()
         if conn is None:
             return None
         try:
-            # fetchall ends the statement and its read transaction (see above).
-            return conn.execute(query, parameters).fetchall()
+            # fetchall runs the statement to its end, so its read transaction ends too
+            # (a statement left open would pin an old snapshot of the database).
+            return conn.execute(sql, parameters).fetchall()
         except sqlite3.Error:
             return None
 

@@ -448,6 +448,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._recent_claims = RecentClaims()
         self._column_cache = ColumnCache()
         self._loop_reads = LoopThreadReads(self._path)
+        self._writes_in_flight = 0  # handed to the writer thread and not yet done
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -550,13 +551,29 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         then publish the changed mailboxes on the event loop thread.  A cancelled
         caller does not cancel a write already handed over: it still commits and
         is still published."""
+        return await self._hand_to_writer(self._run_transaction, work, *args)
+
+    async def _hand_to_writer(self, run: Callable[..., tuple[T, set[int]]], *args: Any) -> T:
+        """Run *run(*args)*, a transaction runner, on the writer thread (see _write)."""
         if self._writer is None:
             raise StorageError("storage is not open")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._writer, self._run_transaction, work, *args)
-        future.add_done_callback(self._publish_committed)
+        future = loop.run_in_executor(self._writer, run, *args)
+        self._writes_in_flight += 1
+        future.add_done_callback(self._write_done)
         result, _changed = await asyncio.shield(future)
         return result
+
+    def _write_done(self, future: asyncio.Future[tuple[Any, set[int]]]) -> None:
+        self._writes_in_flight -= 1
+        self._publish_committed(future)
+
+    def _run_prepared_transaction(
+        self, prepare: Callable[[], Any], work: Callable[..., T], *args: Any
+    ) -> tuple[T, set[int]]:
+        """*prepare()* first, before the transaction begins (it must not hold the
+        database's write lock), then *work(transaction, *args, prepared)*."""
+        return self._run_transaction(work, *args, prepare())
 
     def _run_transaction(self, work: Callable[..., T], *args: Any) -> tuple[T, set[int]]:
         conn = self._writer_conn
@@ -601,6 +618,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return await self._write(_create_user, name, password_hash)
 
     async def get_user(self, name: str) -> User | None:
+        # Every LMTP RCPT and every login asks this: one row by its unique name, read on
+        # the loop's own thread when it can be (storage/loop_reads.py), not handed off.
+        rows = self._loop_reads.rows(_USER_BY_NAME, (name,))
+        if rows is not None:
+            return _user(rows[0]) if rows else None
         return await self._read(_get_user, name)
 
     async def list_users(self) -> list[User]:
@@ -652,6 +674,28 @@ class SqliteStorage(SecurityStoreMixin, Storage):
 
     async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
         return await self._write(_append, mailbox_id, list(messages), self.quota_defaults)
+
+    async def append_to(
+        self,
+        user_id: int,
+        name: str,
+        prepare: Callable[[], Sequence[NewMessage]],
+        *,
+        fallback: str | None = None,
+        account_must_be_enabled: bool = False,
+    ) -> CopyResult:
+        target = (user_id, name, fallback, account_must_be_enabled, self.quota_defaults)
+        if self._writes_in_flight:
+            # The writer is busy: build the messages on another thread meanwhile (SQLite
+            # releases the GIL while it writes and syncs), then queue the transaction.
+            loop = asyncio.get_running_loop()
+            messages = await loop.run_in_executor(None, prepare)
+            return await self._write(_append_to, *target, messages)
+        # The writer is idle: building the messages there, just before the transaction,
+        # spares one hand-off between threads (and a wake-up of each) per delivery.
+        return await self._hand_to_writer(
+            self._run_prepared_transaction, prepare, _append_to, *target
+        )
 
     async def message_summaries(self, mailbox_id: int) -> list[MessageSummary]:
         return await self._read(_message_summaries, mailbox_id)
@@ -958,8 +1002,11 @@ def _create_user(tx: _Transaction, name: str, password_hash: str) -> User:
     return User(id=user_id, name=name, password_hash=password_hash)
 
 
+_USER_BY_NAME = f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?"
+
+
 def _get_user(conn: sqlite3.Connection, name: str) -> User | None:
-    row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(_USER_BY_NAME, (name,)).fetchone()
     return None if row is None else _user(row)
 
 
@@ -1189,7 +1236,9 @@ def _append(
             for content_id, m in zip(content_ids, messages, strict=True)
         ],
     )
-    sqlite_wire.insert(conn, zip(content_ids, (m.metadata for m in messages), strict=True))
+    sqlite_wire.insert(
+        conn, zip(content_ids, (m.wire or m.metadata for m in messages), strict=True)
+    )
     modseq = tx.new_modseq(mailbox_id)
     conn.executemany(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
@@ -1213,6 +1262,30 @@ def _append(
     )
     conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uids.stop, mailbox_id))
     return CopyResult(mailbox.uidvalidity, (), tuple(uids))
+
+
+def _append_to(
+    tx: _Transaction,
+    user_id: int,
+    name: str,
+    fallback: str | None,
+    account_must_be_enabled: bool,
+    quota_defaults: QuotaLimits,
+    messages: Sequence[NewMessage],
+) -> CopyResult:
+    """Storage.append_to inside the write transaction: the name is resolved in the
+    snapshot the append commits in, so a mailbox deleted meanwhile cannot be missed."""
+    conn = tx.conn
+    if account_must_be_enabled:
+        row = conn.execute("SELECT disabled FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None or row[0]:
+            raise UserNotFound(f"no enabled account with id {user_id}")
+    mailbox = _mailbox_by_name(conn, user_id, name)
+    if (mailbox is None or not mailbox.selectable) and fallback is not None:
+        mailbox = _mailbox_by_name(conn, user_id, fallback)
+    if mailbox is None or not mailbox.selectable:
+        raise MailboxNotFound(f"mailbox {name!r} does not exist")
+    return _append(tx, mailbox.id, list(messages), quota_defaults)
 
 
 def _header_block(raw: bytes) -> bytes:

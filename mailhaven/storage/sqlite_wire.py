@@ -57,9 +57,13 @@ def wire_items(metadata: bytes) -> StoredWire | None:
     return StoredWire(decoded.envelope, decoded.body, decoded.bodystructure)
 
 
-def insert(conn: sqlite3.Connection, contents: Iterable[tuple[int, bytes]]) -> None:
-    """Store the wire items of new contents, given as (content id, metadata)."""
-    decoded = [(content_id, wire_items(metadata)) for content_id, metadata in contents]
+def insert(conn: sqlite3.Connection, contents: Iterable[tuple[int, bytes | StoredWire]]) -> None:
+    """Store the wire items of new contents, given as (content id, metadata) or, when
+    the caller has them decoded already, (content id, items)."""
+    decoded = [
+        (content_id, source if isinstance(source, StoredWire) else wire_items(source))
+        for content_id, source in contents
+    ]
     conn.executemany(
         "INSERT INTO content_wire (content_id, envelope, body, bodystructure) VALUES (?, ?, ?, ?)",
         [(content_id, *items) for content_id, items in decoded if items is not None],
