@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import ssl
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,6 +163,23 @@ def database_before_step(
         )
     conn.commit()
     conn.close()
+
+
+def run_with_storage(
+    path: Path, scenario: Callable[[sqlite_backend.SqliteStorage], Awaitable[None]]
+) -> None:
+    """Run ``await scenario(storage)`` on the SQLite storage at *path*, opened for it
+    and closed after it."""
+
+    async def main() -> None:
+        storage = sqlite_backend.SqliteStorage(path)
+        await storage.open()
+        try:
+            await scenario(storage)
+        finally:
+            await storage.close()
+
+    asyncio.run(main())
 
 
 def count_reads(storage: sqlite_backend.SqliteStorage) -> list[str]:

@@ -16,22 +16,10 @@ from mailhaven.mailflow.lmtp import MailhavenLMTP
 from mailhaven.mailflow.messages import prepare
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage.interface import MailboxNotFound, NewMessage, UserNotFound
-from tests.support import ServerThread, count_reads
+from tests.support import ServerThread, count_reads, run_with_storage
 
 RAW = b"From: Bob <bob@example.org>\r\nSubject: hello\r\n\r\nHi Alice.\r\n"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, tzinfo=datetime.UTC)
-
-
-def run_with_storage(tmp_path: Path, body) -> None:  # noqa: ANN001
-    async def main() -> None:
-        storage = SqliteStorage(tmp_path / "test.db")
-        await storage.open()
-        try:
-            await body(storage)
-        finally:
-            await storage.close()
-
-    asyncio.run(main())
 
 
 def build(threads: list[str]):  # noqa: ANN201
@@ -59,7 +47,7 @@ def test_idle_writer_prepares_and_commits_in_one_hand_off(tmp_path: Path) -> Non
         wire = await storage.fetch_wire(inbox.id, [1])
         assert wire[1].envelope.startswith(b'(NIL "hello"')
 
-    run_with_storage(tmp_path, body)
+    run_with_storage(tmp_path / "test.db", body)
 
 
 def test_busy_writer_prepares_elsewhere_meanwhile(tmp_path: Path) -> None:
@@ -77,7 +65,7 @@ def test_busy_writer_prepares_elsewhere_meanwhile(tmp_path: Path) -> None:
         await blocker
         assert (await delivery).destination_uids == (1,)
 
-    run_with_storage(tmp_path, body)
+    run_with_storage(tmp_path / "test.db", body)
 
 
 def test_fallback_and_missing_mailboxes(tmp_path: Path) -> None:
@@ -98,7 +86,7 @@ def test_fallback_and_missing_mailboxes(tmp_path: Path) -> None:
             await storage.append_to(user.id, "Parent", build([]))
         assert (await storage.mailbox_counts(inbox.id)).messages == 1
 
-    run_with_storage(tmp_path, body)
+    run_with_storage(tmp_path / "test.db", body)
 
 
 def test_local_delivery_needs_an_enabled_account(tmp_path: Path) -> None:
@@ -114,7 +102,7 @@ def test_local_delivery_needs_an_enabled_account(tmp_path: Path) -> None:
         with pytest.raises(UserNotFound):
             await storage.append_to(user.id, "INBOX", build([]), account_must_be_enabled=True)
 
-    run_with_storage(tmp_path, body)
+    run_with_storage(tmp_path / "test.db", body)
 
 
 ADDRESSES = [
@@ -220,4 +208,4 @@ def test_account_lookup_is_read_on_the_loop_thread(tmp_path: Path) -> None:
         assert await asyncio.to_thread(asyncio.run, storage.get_user("nobody")) is None
         assert reads == ["_get_user"]
 
-    run_with_storage(tmp_path, body)
+    run_with_storage(tmp_path / "test.db", body)

@@ -29,7 +29,7 @@ from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage.column_cache import ColumnSnapshot
 from mailhaven.storage.flags import serialize_flags
 from mailhaven.storage.interface import Mailbox, NewMessage
-from tests.support import ServerThread, mail
+from tests.support import ServerThread, mail, run_with_storage
 from tests.test_selected_columns import _assert_view_matches_store, _stored_columns
 
 SEEN = frozenset({"\\Seen"})
@@ -58,18 +58,6 @@ async def _inbox(storage: SqliteStorage, count: int) -> Mailbox:
     assert inbox is not None
     await storage.append(inbox.id, [_message(i, FLAG_SETS[i % 4]) for i in range(count)])
     return inbox
-
-
-def _run(path: Path, scenario) -> None:  # noqa: ANN001
-    async def main() -> None:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            await scenario(storage)
-        finally:
-            await storage.close()
-
-    asyncio.run(main())
 
 
 def test_views_share_the_snapshot_until_one_diverges(tmp_path: Path) -> None:
@@ -106,7 +94,7 @@ def test_views_share_the_snapshot_until_one_diverges(tmp_path: Path) -> None:
         await _assert_view_matches_store(phone, storage)
         await _assert_view_matches_store(laptop, storage)
 
-    _run(tmp_path / "test.db", scenario)
+    run_with_storage(tmp_path / "test.db", scenario)
 
 
 def test_views_of_one_snapshot_share_the_result_of_a_change(tmp_path: Path) -> None:
@@ -136,7 +124,7 @@ def test_views_of_one_snapshot_share_the_result_of_a_change(tmp_path: Path) -> N
         assert alone.uids is own  # changed in place from then on
         await _assert_view_matches_store(alone, storage)
 
-    _run(tmp_path / "test.db", scenario)
+    run_with_storage(tmp_path / "test.db", scenario)
 
 
 def test_views_sharing_a_change_learn_the_keywords_of_new_messages(tmp_path: Path) -> None:
@@ -163,7 +151,7 @@ def test_views_sharing_a_change_learn_the_keywords_of_new_messages(tmp_path: Pat
                 )
                 await _assert_view_matches_store(view, storage)
 
-    _run(tmp_path / "test.db", scenario)
+    run_with_storage(tmp_path / "test.db", scenario)
 
 
 async def _follow_another_process(path: Path) -> None:
@@ -365,7 +353,7 @@ def test_lookups_through_the_shared_uid_map_follow_each_change(tmp_path: Path) -
         for view in (first, second):
             await _assert_view_matches_store(view, storage)
 
-    _run(tmp_path / "test.db", scenario)
+    run_with_storage(tmp_path / "test.db", scenario)
 
 
 def test_lookups_on_the_loop_thread_see_other_processes_commits(tmp_path: Path) -> None:

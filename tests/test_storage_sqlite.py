@@ -28,6 +28,7 @@ from mailhaven.storage.interface import (
     UserExists,
     UserNotFound,
 )
+from tests.support import run_with_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UTC = datetime.UTC
@@ -42,15 +43,7 @@ def storage_test(body: Scenario) -> Callable[[Path], None]:
     """Turn ``async def test_x(storage)`` into a pytest test on a fresh database."""
 
     def test(tmp_path: Path) -> None:
-        async def main() -> None:
-            storage = SqliteStorage(tmp_path / "test.db")
-            await storage.open()
-            try:
-                await body(storage)
-            finally:
-                await storage.close()
-
-        asyncio.run(main())
+        run_with_storage(tmp_path / "test.db", body)
 
     test.__name__ = body.__name__
     test.__doc__ = body.__doc__
