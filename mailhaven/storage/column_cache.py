@@ -8,7 +8,8 @@ the same session) has usually changed little, so the columns of the last read ar
 kept with the mailbox's modseq at that read, and brought up to date from what changed
 after it: rows whose modseq is higher and the expunge records (RFC 7162 keeps both for
 QRESYNC; every change to a mailbox takes a new modseq).  That costs copying the
-arrays (memcpy) plus work proportional to the changes.
+arrays (memcpy) plus work proportional to the changes, once per change rather than per
+SELECT: the result is a :class:`ColumnSnapshot` shared by every view selected at it.
 
 The entries are keyed by mailbox id and UIDVALIDITY (a new incarnation of a mailbox,
 or a renamed one, starts afresh).  Several processes may share the store: each keeps
