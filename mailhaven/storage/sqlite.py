@@ -1644,19 +1644,27 @@ def _search_text(
         # and each hit finds its messages in messages_by_content in rowid order.
         # An IN (subquery) did the same but first copied every hit into a temporary
         # b-tree: a fifth more instructions for a word in a third of the mailbox.
-        rows = conn.execute(
-            "SELECT m.uid FROM contents_fts AS f CROSS JOIN messages AS m"
+        return _uid_set(
+            conn,
+            "SELECT group_concat(m.uid) FROM contents_fts AS f CROSS JOIN messages AS m"
             " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?",
             (_fts_phrase(needle, headers=headers), mailbox_id),
         )
-    else:
-        rows = conn.execute(
-            "SELECT m.uid FROM messages AS m JOIN contents AS c ON c.id = m.content_id"
-            " WHERE m.mailbox_id = :mailbox AND (instr(c.body_text, :needle) > 0"
-            " OR (:headers AND instr(c.header_text, :needle) > 0))",
-            {"mailbox": mailbox_id, "needle": needle, "headers": headers},
-        )
-    return {uid for (uid,) in rows}
+    return _uid_set(
+        conn,
+        "SELECT group_concat(m.uid) FROM messages AS m JOIN contents AS c"
+        " ON c.id = m.content_id WHERE m.mailbox_id = :mailbox AND"
+        " (instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0))",
+        {"mailbox": mailbox_id, "needle": needle, "headers": headers},
+    )
+
+
+def _uid_set(conn: sqlite3.Connection, sql: str, parameters: Any) -> set[int]:
+    """The UIDs *sql* selects as one ``group_concat(uid)``: a word in a third of a
+    100,000-message mailbox hands Python one string rather than 33,334 rows (a fifth
+    of the search's CPU), and the whole query runs in one step without the GIL."""
+    (text,) = conn.execute(sql, parameters).fetchone()
+    return set(map(int, text.split(","))) if text else set()
 
 
 _DAY_SECONDS = 86_400
