@@ -385,3 +385,84 @@ def test_lookups_on_the_loop_thread_see_other_processes_commits(tmp_path: Path) 
             await second.close()
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------ views in random histories
+
+
+async def _views_through_a_random_history(storage: SqliteStorage, seed: int) -> None:
+    """Three views of one mailbox follow another session's appends, flag changes and
+    expunges, each its own way: through refresh, through the IDLE fan-out's Arrivals,
+    with or without its own STOREs, reporting expunges now or later.  Each must end
+    equal to the store, tell its client sequence numbers that stay right, and never
+    change the snapshot the others may still share."""
+    rng = random.Random(seed)
+    inbox = await _inbox(storage, 20)
+    views = [await SelectedMailbox.open(storage, inbox, readonly=False) for _ in range(3)]
+    clients = [list(view.uids) for view in views]  # the UIDs each client knows, in order
+    first = views[0]._snapshot
+    assert first is not None
+    frozen = (list(first.uids), list(first.flags))
+    next_message = 100
+    for _ in range(8):
+        for _ in range(rng.randint(1, 3)):
+            live = list((await storage.column_snapshot(inbox.id)).uids)
+            step = rng.choice(["append", "append", "flags", "expunge"])
+            if step == "append" or not live:
+                flags = rng.choice([*FLAG_SETS, frozenset({f"$K{next_message % 3}"})])
+                await storage.append(inbox.id, [_message(next_message, flags)])
+                next_message += 1
+            elif step == "flags":
+                chosen = rng.sample(live, min(len(live), rng.randint(1, 4)))
+                await storage.store_flags(inbox.id, chosen, "+", rng.choice(FLAG_SETS[1:]))
+            else:
+                doomed = rng.sample(live, min(len(live), rng.randint(1, 3)))
+                await storage.store_flags(inbox.id, doomed, "+", frozenset({"\\Deleted"}))
+                await storage.expunge(inbox.id, doomed)
+        for view, client in zip(views, clients, strict=True):
+            await _follow_one_step(storage, view, rng)
+            _tell_client(client, view, allow_expunge=rng.random() < 0.7)
+    for view, client in zip(views, clients, strict=True):
+        await view.refresh(storage)
+        _tell_client(client, view, allow_expunge=True)
+        assert client == list(view.uids)
+        stored = _stored_columns(storage, inbox.id)
+        assert (list(view.uids), list(view.flags)) == (list(stored.uids), list(stored.flags))
+        assert list(view.modseqs) == list(stored.modseqs)
+        assert [view.sequence_number(uid) for uid in view.uids] == list(range(1, len(client) + 1))
+        # A keyword once announced stays in FLAGS (it stays defined in the mailbox).
+        assert view.keywords >= {f for flags in view.flags for f in flags if f[0] != "\\"}
+    assert (list(first.uids), list(first.flags)) == frozen
+
+
+async def _follow_one_step(
+    storage: SqliteStorage, view: SelectedMailbox, rng: random.Random
+) -> None:
+    if rng.random() < 0.3 and view.uids:  # the session's own STORE first
+        chosen = rng.sample(list(view.uids), min(len(view.uids), 2))
+        live = [uid for uid in chosen if uid not in view._pending_expunges]
+        result = await storage.store_flags(view.mailbox.id, live, "+", frozenset({"\\Answered"}))
+        view.record_own_changes(result.changed)
+    if rng.random() < 0.5:
+        await view.refresh(storage)
+        return
+    changes = await storage.changes_since(view.mailbox.id, view.known_modseq)
+    if view.apply_changes(changes, Arrivals.of(changes)):
+        view.owe_recent_claim(changes.highest_modseq)
+
+
+def _tell_client(client: list[int], view: SelectedMailbox, *, allow_expunge: bool) -> None:
+    """Apply the untagged responses to what the client knows, as a client does."""
+    for response in view.drain_updates(allow_expunge=allow_expunge):
+        number, _, name = response.payload.partition(b" ")
+        if name == b"EXPUNGE":
+            del client[int(number) - 1]
+    client.extend(uid for uid in view.uids[len(client) :])
+    assert client == list(view.uids)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32))
+def test_views_stay_right_through_random_histories(tmp_path_factory, seed: int) -> None:  # noqa: ANN001
+    path = tmp_path_factory.mktemp("history") / "test.db"
+    run_with_storage(path, lambda storage: _views_through_a_random_history(storage, seed))
