@@ -166,20 +166,20 @@ def database_before_step(
 
 
 def run_with_storage(
-    path: Path, scenario: Callable[[sqlite_backend.SqliteStorage], Awaitable[None]]
-) -> None:
-    """Run ``await scenario(storage)`` on the SQLite storage at *path*, opened for it
-    and closed after it."""
+    path: Path, scenario: Callable[[sqlite_backend.SqliteStorage], Awaitable[T]]
+) -> T:
+    """``await scenario(storage)`` on the SQLite storage at *path*, opened for it and
+    closed after it; returns what the scenario returns."""
 
-    async def main() -> None:
+    async def main() -> T:
         storage = sqlite_backend.SqliteStorage(path)
         await storage.open()
         try:
-            await scenario(storage)
+            return await scenario(storage)
         finally:
             await storage.close()
 
-    asyncio.run(main())
+    return asyncio.run(main())
 
 
 def count_reads(storage: sqlite_backend.SqliteStorage) -> list[str]:

@@ -24,7 +24,7 @@ from mailhaven.mime.structure import parse_structure
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.interface import NewMessage
-from tests.support import PASSWORD, ServerThread, database_before_step
+from tests.support import PASSWORD, ServerThread, database_before_step, run_with_storage
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "messages"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, tzinfo=datetime.UTC)
@@ -109,15 +109,10 @@ def test_migration_stores_the_header_of_existing_messages(tmp_path: Path) -> Non
     contents = [(raw, analyze(raw).metadata.to_bytes()) for raw in messages]
     database_before_step(path, storage_sqlite._SCHEMA_HEADERS, contents)
 
-    async def check() -> dict[int, bytes]:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            return await storage.fetch_headers(1, list(range(1, len(messages) + 1)))
-        finally:
-            await storage.close()
+    async def check(storage: SqliteStorage) -> dict[int, bytes]:
+        return await storage.fetch_headers(1, list(range(1, len(messages) + 1)))
 
-    headers = asyncio.run(check())
+    headers = run_with_storage(path, check)
     assert headers == {
         uid: storage_sqlite._header_block(raw) for uid, raw in enumerate(messages, start=1)
     }
@@ -126,24 +121,19 @@ def test_migration_stores_the_header_of_existing_messages(tmp_path: Path) -> Non
 def test_header_rows_go_with_their_content(tmp_path: Path) -> None:
     path = tmp_path / "test.db"
 
-    async def scenario() -> None:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "hash")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            raw = b"Subject: gone\r\nX: y\r\n\r\nbody\r\n"
-            await storage.append(inbox.id, [_new_message(raw)])
-            assert await storage.fetch_headers(inbox.id, [1, 2]) == {
-                1: b"Subject: gone\r\nX: y\r\n\r\n"
-            }
-            await storage.store_flags(inbox.id, [1], "+", frozenset({"\\Deleted"}))
-            assert await storage.expunge(inbox.id) == [1]
-        finally:
-            await storage.close()
+    async def scenario(storage: SqliteStorage) -> None:
+        user = await storage.create_user("alice", "hash")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        raw = b"Subject: gone\r\nX: y\r\n\r\nbody\r\n"
+        await storage.append(inbox.id, [_new_message(raw)])
+        assert await storage.fetch_headers(inbox.id, [1, 2]) == {
+            1: b"Subject: gone\r\nX: y\r\n\r\n"
+        }
+        await storage.store_flags(inbox.id, [1], "+", frozenset({"\\Deleted"}))
+        assert await storage.expunge(inbox.id) == [1]
 
-    asyncio.run(scenario())
+    run_with_storage(path, scenario)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM content_headers").fetchone() == (0,)
 

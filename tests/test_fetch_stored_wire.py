@@ -18,7 +18,7 @@ from mailhaven.storage import DATABASE_FILE, SqliteStorage, sqlite_wire
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.fsck import check_database
 from mailhaven.storage.interface import NewMessage, StoredWire
-from tests.support import ServerThread, database_before_step
+from tests.support import ServerThread, database_before_step, run_with_storage
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "messages"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, tzinfo=datetime.UTC)
@@ -146,15 +146,10 @@ def test_migration_stores_the_wire_bytes_of_existing_messages(
     contents.append((b"Subject: x\r\n\r\nbody\r\n", b"not json"))
     database_before_step(path, sqlite_wire.MIGRATION, contents)
 
-    async def stored() -> dict[int, StoredWire]:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            return await storage.fetch_wire(1, list(range(1, len(contents) + 1)))
-        finally:
-            await storage.close()
+    async def stored(storage: SqliteStorage) -> dict[int, StoredWire]:
+        return await storage.fetch_wire(1, list(range(1, len(contents) + 1)))
 
-    assert asyncio.run(stored()) == {
+    assert run_with_storage(path, stored) == {
         uid: _expected_wire(metadata) for uid, (_, metadata) in enumerate(corpus, start=1)
     }
     with sqlite3.connect(path) as conn:
@@ -165,22 +160,17 @@ def test_wire_rows_go_with_their_content_and_fsck_checks_them(tmp_path: Path) ->
     path = tmp_path / "test.db"
     raws = [b"Subject: kept\r\n\r\nbody\r\n", b"Subject: gone\r\n\r\nbody\r\n"]
 
-    async def scenario() -> None:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "hash")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            messages = [_new_message(raw, analyze(raw).metadata) for raw in raws]
-            await storage.append(inbox.id, messages)
-            await storage.store_flags(inbox.id, [2], "+", frozenset({"\\Deleted"}))
-            assert await storage.expunge(inbox.id) == [2]
-            assert list(await storage.fetch_wire(inbox.id, [1, 2])) == [1]
-        finally:
-            await storage.close()
+    async def scenario(storage: SqliteStorage) -> None:
+        user = await storage.create_user("alice", "hash")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        messages = [_new_message(raw, analyze(raw).metadata) for raw in raws]
+        await storage.append(inbox.id, messages)
+        await storage.store_flags(inbox.id, [2], "+", frozenset({"\\Deleted"}))
+        assert await storage.expunge(inbox.id) == [2]
+        assert list(await storage.fetch_wire(inbox.id, [1, 2])) == [1]
 
-    asyncio.run(scenario())
+    run_with_storage(path, scenario)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM content_wire").fetchone() == (1,)
     assert check_database(path) == []

@@ -14,7 +14,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage.coalesce import RecentClaims, SharedReads
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import ServerThread, count_reads, mail
+from tests.support import ServerThread, count_reads, mail, run_with_storage
 
 # ---------------------------------------------------------------------- SharedReads
 
@@ -139,27 +139,22 @@ def _new_message() -> NewMessage:
 
 
 def test_changes_since_shares_a_query_only_within_one_generation(tmp_path: Path) -> None:
-    async def scenario() -> tuple[list[str], int, int]:
-        storage = SqliteStorage(tmp_path / "store.db")
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "x")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            calls = count_reads(storage)
-            await asyncio.gather(*(storage.changes_since(inbox.id, 0) for _ in range(20)))
-            shared = calls.count("_changes_since")
-            # A read still running when a commit is published must not answer a
-            # session that the publish woke: it starts a read of its own.
-            before = asyncio.ensure_future(storage.changes_since(inbox.id, 0))
-            await storage.append(inbox.id, [_new_message()])
-            after = await storage.changes_since(inbox.id, 0)
-            await before
-            return calls, shared, len(after.changed)
-        finally:
-            await storage.close()
+    async def scenario(storage: SqliteStorage) -> tuple[list[str], int, int]:
+        user = await storage.create_user("alice", "x")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        calls = count_reads(storage)
+        await asyncio.gather(*(storage.changes_since(inbox.id, 0) for _ in range(20)))
+        shared = calls.count("_changes_since")
+        # A read still running when a commit is published must not answer a
+        # session that the publish woke: it starts a read of its own.
+        before = asyncio.ensure_future(storage.changes_since(inbox.id, 0))
+        await storage.append(inbox.id, [_new_message()])
+        after = await storage.changes_since(inbox.id, 0)
+        await before
+        return calls, shared, len(after.changed)
 
-    calls, shared, seen_after_publish = asyncio.run(scenario())
+    calls, shared, seen_after_publish = run_with_storage(tmp_path / "store.db", scenario)
     assert shared == 1
     assert calls.count("_changes_since") == 3
     assert seen_after_publish == 1

@@ -17,7 +17,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage.interface import MailboxNotFound, NewMessage
 from mailhaven.storage.loop_reads import LoopThreadReads
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import count_reads, mail
+from tests.support import count_reads, mail, run_with_storage
 
 
 def _message(n: int) -> NewMessage:
@@ -30,24 +30,19 @@ def _message(n: int) -> NewMessage:
 
 
 def test_nothing_changed_is_answered_without_the_reader_threads(tmp_path: Path) -> None:
-    async def scenario() -> tuple[list[str], int, int]:
-        storage = SqliteStorage(tmp_path / "store.db")
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "x")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            await storage.append(inbox.id, [_message(1)])
-            first = await storage.changes_since(inbox.id, 0)
-            calls = count_reads(storage)
-            unchanged = await storage.changes_since(inbox.id, first.highest_modseq)
-            assert unchanged.changed == () and unchanged.expunged == ()
-            assert unchanged.uidnext == first.uidnext
-            return calls, unchanged.highest_modseq, first.highest_modseq
-        finally:
-            await storage.close()
+    async def scenario(storage: SqliteStorage) -> tuple[list[str], int, int]:
+        user = await storage.create_user("alice", "x")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        await storage.append(inbox.id, [_message(1)])
+        first = await storage.changes_since(inbox.id, 0)
+        calls = count_reads(storage)
+        unchanged = await storage.changes_since(inbox.id, first.highest_modseq)
+        assert unchanged.changed == () and unchanged.expunged == ()
+        assert unchanged.uidnext == first.uidnext
+        return calls, unchanged.highest_modseq, first.highest_modseq
 
-    calls, unchanged_modseq, modseq = asyncio.run(scenario())
+    calls, unchanged_modseq, modseq = run_with_storage(tmp_path / "store.db", scenario)
     assert calls == []
     assert unchanged_modseq == modseq > 0
 
@@ -92,19 +87,14 @@ def test_a_commit_by_another_process_is_seen_without_a_notification(tmp_path: Pa
 
 
 def test_a_deleted_mailbox_still_raises(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        storage = SqliteStorage(tmp_path / "store.db")
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "x")
-            box = await storage.create_mailbox(user.id, "Projects")
-            await storage.delete_mailbox(user.id, "Projects")
-            with pytest.raises(MailboxNotFound):
-                await storage.changes_since(box.id, 0)
-        finally:
-            await storage.close()
+    async def scenario(storage: SqliteStorage) -> None:
+        user = await storage.create_user("alice", "x")
+        box = await storage.create_mailbox(user.id, "Projects")
+        await storage.delete_mailbox(user.id, "Projects")
+        with pytest.raises(MailboxNotFound):
+            await storage.changes_since(box.id, 0)
 
-    asyncio.run(scenario())
+    run_with_storage(tmp_path / "store.db", scenario)
 
 
 def test_reads_see_each_new_commit_and_only_on_their_own_thread(tmp_path: Path) -> None:

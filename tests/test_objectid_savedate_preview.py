@@ -3,7 +3,6 @@ sockets, and the schema migration that added them."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import re
@@ -13,7 +12,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import _SCHEMA_V1
-from tests.support import RawClient
+from tests.support import RawClient, run_with_storage
 
 PLAIN = b"From: a@example.org\r\nSubject: hi\r\n\r\nHello   there,\r\n\r\n  how\tare you?\r\n"
 HTML_ONLY = (
@@ -188,24 +187,19 @@ def test_version_1_database_is_migrated(tmp_path):
     conn.commit()
     conn.close()
 
-    async def check() -> None:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            (inbox,) = await storage.list_mailboxes(1)
-            assert inbox.object_id == 7
-            (objects,) = await storage.object_data(inbox.id, [1])
-            assert objects.email_id == 3
-            assert objects.save_date.timestamp() == 1600000000  # the internal date
-            created = await storage.create_mailbox(1, "new")
-            assert created.object_id == 8
-            result = await storage.append(created.id, [_new(PLAIN)])
-            (fresh,) = await storage.object_data(created.id, list(result.destination_uids))
-            assert fresh.email_id == 4
-        finally:
-            await storage.close()
+    async def check(storage: SqliteStorage) -> None:
+        (inbox,) = await storage.list_mailboxes(1)
+        assert inbox.object_id == 7
+        (objects,) = await storage.object_data(inbox.id, [1])
+        assert objects.email_id == 3
+        assert objects.save_date.timestamp() == 1600000000  # the internal date
+        created = await storage.create_mailbox(1, "new")
+        assert created.object_id == 8
+        result = await storage.append(created.id, [_new(PLAIN)])
+        (fresh,) = await storage.object_data(created.id, list(result.destination_uids))
+        assert fresh.email_id == 4
 
-    asyncio.run(check())
+    run_with_storage(path, check)
 
 
 def _new(raw: bytes) -> NewMessage:

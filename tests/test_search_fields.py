@@ -4,7 +4,6 @@ store cuts the same header block out of a stored message."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mailhaven.imap.search_fields import top_field_values
 from mailhaven.mime import analyze, header_value
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage.interface import NewMessage
+from tests.support import run_with_storage
 
 NAMES = ["Subject", "subject", "SUBJECT ", " Subject", "From", "X-Tag", "", "a:b", "Ünï"]
 
@@ -85,18 +85,13 @@ def test_store_cuts_the_top_level_header_block(tmp_path: Path) -> None:
         header_text=analyzed.header_text,
     )
 
-    async def check() -> None:
-        storage = SqliteStorage(tmp_path / "test.db")
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "x")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            await storage.append(inbox.id, [new])
-            blocks = await storage.fetch_headers(inbox.id, [1, 2])
-            assert blocks == {1: _header_block(raw)}
-            assert top_field_values(blocks[1], "subject") == ["parts"]
-        finally:
-            await storage.close()
+    async def check(storage: SqliteStorage) -> None:
+        user = await storage.create_user("alice", "x")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        await storage.append(inbox.id, [new])
+        blocks = await storage.fetch_headers(inbox.id, [1, 2])
+        assert blocks == {1: _header_block(raw)}
+        assert top_field_values(blocks[1], "subject") == ["parts"]
 
-    asyncio.run(check())
+    run_with_storage(tmp_path / "test.db", check)

@@ -4,7 +4,6 @@ mailhaven/storage/sqlite.py): BODY/TEXT by the trigram index alone, the date key
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import imaplib
@@ -19,7 +18,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as sqlite_backend
 from mailhaven.storage.interface import NewMessage
-from tests.support import ServerThread, database_before_step
+from tests.support import ServerThread, database_before_step, run_with_storage
 
 
 def _message(date: str | None, subject: str, body: str) -> bytes:
@@ -131,18 +130,13 @@ def test_migration_fills_sent_days_of_stored_messages(tmp_path: Path) -> None:
         path, sqlite_backend._SCHEMA_SEARCH_DATES, contents, mailbox_id=7, internal_date=1646092800
     )
 
-    async def check() -> None:
-        storage = SqliteStorage(path)
-        await storage.open()
-        try:
-            march_2 = datetime.date(2022, 3, 2)
-            assert await storage.search_dates(7, None, march_2, sent=True) == {1}
-            assert await storage.search_dates(7, march_2, None, sent=True) == {2}
-            assert await storage.search_dates(7, None, march_2, sent=False) == {1, 2, 3, 4}
-        finally:
-            await storage.close()
+    async def check(storage: SqliteStorage) -> None:
+        march_2 = datetime.date(2022, 3, 2)
+        assert await storage.search_dates(7, None, march_2, sent=True) == {1}
+        assert await storage.search_dates(7, march_2, None, sent=True) == {2}
+        assert await storage.search_dates(7, None, march_2, sent=False) == {1, 2, 3, 4}
 
-    asyncio.run(check())
+    run_with_storage(path, check)
 
 
 def _new_message(body: str) -> NewMessage:
@@ -162,21 +156,16 @@ def _new_message(body: str) -> NewMessage:
 def test_index_answers_leave_out_messages_the_view_does_not_hold(
     tmp_path: Path, filler: int
 ) -> None:
-    async def check() -> None:
-        storage = SqliteStorage(tmp_path / "test.db")
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "x")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            found = [_new_message("a needle here")] * 2 + [_new_message("hay")] * filler
-            await storage.append(inbox.id, found)
-            view = await SelectedMailbox.open(storage, inbox, readonly=True)
-            await storage.append(inbox.id, [_new_message("another needle")])  # not in view
-            assert await matching_uids(storage, view, SearchKey("BODY", "needle")) == [1, 2]
-            on_day = SearchKey("ON", datetime.date(2022, 3, 1))
-            assert await matching_uids(storage, view, on_day) == list(view.uids)
-        finally:
-            await storage.close()
+    async def check(storage: SqliteStorage) -> None:
+        user = await storage.create_user("alice", "x")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        found = [_new_message("a needle here")] * 2 + [_new_message("hay")] * filler
+        await storage.append(inbox.id, found)
+        view = await SelectedMailbox.open(storage, inbox, readonly=True)
+        await storage.append(inbox.id, [_new_message("another needle")])  # not in view
+        assert await matching_uids(storage, view, SearchKey("BODY", "needle")) == [1, 2]
+        on_day = SearchKey("ON", datetime.date(2022, 3, 1))
+        assert await matching_uids(storage, view, on_day) == list(view.uids)
 
-    asyncio.run(check())
+    run_with_storage(tmp_path / "test.db", check)

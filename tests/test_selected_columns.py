@@ -31,6 +31,7 @@ from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.interface import Mailbox, MessageColumns, NewMessage, epoch_and_offset
+from tests.support import run_with_storage
 
 NOW = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
 ZONES = [datetime.timezone(datetime.timedelta(minutes=m)) for m in (-330, 0, 120, 840)]
@@ -104,15 +105,10 @@ async def _mixed_changes(storage: SqliteStorage, rng: random.Random) -> None:
 
 
 def test_view_follows_appends_flag_changes_and_expunges(tmp_path: Path) -> None:
-    async def main() -> None:
-        storage = SqliteStorage(tmp_path / "test.db")
-        await storage.open()
-        try:
-            await _mixed_changes(storage, random.Random(7))
-        finally:
-            await storage.close()
+    async def main(storage: SqliteStorage) -> None:
+        await _mixed_changes(storage, random.Random(7))
 
-    asyncio.run(main())
+    run_with_storage(tmp_path / "test.db", main)
 
 
 def _view(uids: list[int], flags: list[frozenset[str]]) -> SelectedMailbox:
@@ -287,38 +283,33 @@ def test_refresh_query_uses_the_modseq_index() -> None:
 
 
 def test_message_columns_match_the_summaries(tmp_path: Path) -> None:
-    async def main() -> None:
-        storage = SqliteStorage(tmp_path / "test.db")
-        await storage.open()
-        try:
-            user = await storage.create_user("alice", "hash")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
-            empty = await storage.message_columns(inbox.id)
-            assert [list(column) for column in astuple(empty)] == [[]] * 6
-            rng = random.Random(3)
-            await storage.append(inbox.id, [_new_message(i, _random_flags(rng)) for i in range(9)])
-            await storage.store_flags(inbox.id, [2, 5], "+", frozenset({"\\Deleted"}))
-            await storage.expunge(inbox.id, [2, 5])
-            columns = await storage.message_columns(inbox.id)
-            summaries = await storage.message_summaries(inbox.id)
-            assert list(columns.uids) == [s.uid for s in summaries] == [1, 3, 4, 6, 7, 8, 9]
-            assert list(columns.flags) == [s.flags for s in summaries]
-            assert list(columns.modseqs) == [s.modseq for s in summaries]
-            assert list(columns.sizes) == [s.size for s in summaries]
-            dates = [epoch_and_offset(s.internal_date) for s in summaries]
-            assert list(zip(columns.internal_dates, columns.tz_offsets, strict=True)) == dates
-            # Equal flags are one shared object, whatever the number of messages.
-            assert len({id(flags) for flags in columns.flags}) == len(set(columns.flags))
-            # Nothing changed since the mailbox's modseq: nothing to report.
-            current = await storage.get_mailbox(user.id, "INBOX")
-            assert current is not None
-            unchanged = await storage.changes_since(inbox.id, current.highest_modseq)
-            assert unchanged.changed == () and unchanged.expunged == ()
-        finally:
-            await storage.close()
+    async def main(storage: SqliteStorage) -> None:
+        user = await storage.create_user("alice", "hash")
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        assert inbox is not None
+        empty = await storage.message_columns(inbox.id)
+        assert [list(column) for column in astuple(empty)] == [[]] * 6
+        rng = random.Random(3)
+        await storage.append(inbox.id, [_new_message(i, _random_flags(rng)) for i in range(9)])
+        await storage.store_flags(inbox.id, [2, 5], "+", frozenset({"\\Deleted"}))
+        await storage.expunge(inbox.id, [2, 5])
+        columns = await storage.message_columns(inbox.id)
+        summaries = await storage.message_summaries(inbox.id)
+        assert list(columns.uids) == [s.uid for s in summaries] == [1, 3, 4, 6, 7, 8, 9]
+        assert list(columns.flags) == [s.flags for s in summaries]
+        assert list(columns.modseqs) == [s.modseq for s in summaries]
+        assert list(columns.sizes) == [s.size for s in summaries]
+        dates = [epoch_and_offset(s.internal_date) for s in summaries]
+        assert list(zip(columns.internal_dates, columns.tz_offsets, strict=True)) == dates
+        # Equal flags are one shared object, whatever the number of messages.
+        assert len({id(flags) for flags in columns.flags}) == len(set(columns.flags))
+        # Nothing changed since the mailbox's modseq: nothing to report.
+        current = await storage.get_mailbox(user.id, "INBOX")
+        assert current is not None
+        unchanged = await storage.changes_since(inbox.id, current.highest_modseq)
+        assert unchanged.changed == () and unchanged.expunged == ()
 
-    asyncio.run(main())
+    run_with_storage(tmp_path / "test.db", main)
 
 
 async def _cached_columns_follow_changes(path: Path) -> None:
