@@ -28,7 +28,7 @@ from mailhaven.imap.selected import Arrivals, SelectedMailbox
 from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage.column_cache import ColumnSnapshot
 from mailhaven.storage.flags import serialize_flags
-from mailhaven.storage.interface import Mailbox, NewMessage
+from mailhaven.storage.interface import Mailbox, MessageColumns, NewMessage
 from tests.support import ServerThread, mail, run_with_storage
 from tests.test_selected_columns import _assert_view_matches_store, _stored_columns
 
@@ -218,7 +218,7 @@ def test_counts_carried_through_changes_equal_a_fresh_count(
     alone: it must agree with counting the resulting columns from scratch."""
     start, steps = history
     uids = list(range(1, len(start) + 1))
-    columns = column_cache.packed(
+    columns = MessageColumns(
         uids, start, [1] * len(uids), [0] * len(uids), [0] * len(uids), [1] * len(uids)
     )
     old = ColumnSnapshot(columns, 1)
@@ -305,7 +305,7 @@ def test_select_reports_counts_after_other_sessions_changes(server: ServerThread
 
 def test_shared_columns_are_never_changed_in_place() -> None:
     flags = [SEEN, SEEN, frozenset()]
-    columns = column_cache.packed(array("I", [1, 2, 3]), flags, [1] * 3, [0] * 3, [0] * 3, [1] * 3)
+    columns = MessageColumns(array("I", [1, 2, 3]), flags, [1] * 3, [0] * 3, [0] * 3, [1] * 3)
     snapshot = ColumnSnapshot(columns, 4)
     mailbox = Mailbox(1, 1, "INBOX", uidvalidity=1, uidnext=4, highest_modseq=4)
     view = SelectedMailbox(

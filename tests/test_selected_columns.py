@@ -356,7 +356,7 @@ def test_cached_columns_follow_changes_made_anywhere(tmp_path: Path) -> None:
 
 def test_column_cache_stays_within_its_budget() -> None:
     cache = column_cache.ColumnCache(budget=10)
-    six = column_cache.packed(range(6), [frozenset()] * 6, [1] * 6, [0] * 6, [0] * 6, [1] * 6)
+    six = MessageColumns(range(6), [frozenset()] * 6, [1] * 6, [0] * 6, [0] * 6, [1] * 6)
     at_5 = column_cache.ColumnSnapshot(six, 5)
     cache.put(1, 7, at_5)
     cache.put(2, 7, at_5)  # over budget: the least recently used goes

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field, replace
 
 from mailhaven.codec import responses, wire
 from mailhaven.codec.commands import SequenceSet
-from mailhaven.storage.column_cache import ColumnSnapshot, first_unseen_from
+from mailhaven.storage.column_cache import (
+    ColumnSnapshot,
+    first_unseen_from,
+    index_of,
+    owned_copy,
+    without,
+)
 from mailhaven.storage.interface import (
     Changes,
     Mailbox,
@@ -151,10 +157,7 @@ class SelectedMailbox:
             shared is None or self._lookups > len(self.uids) // _MESSAGES_PER_LOOKUP
         ):
             return self._index_map().get(uid)
-        index = bisect.bisect_left(self.uids, uid)
-        if index < len(self.uids) and self.uids[index] == uid:
-            return index
-        return None
+        return index_of(self.uids, uid)
 
     def _index_map(self) -> dict[int, int]:
         """UID -> index, built once; a shared snapshot's is shared with its views."""
@@ -453,14 +456,7 @@ class SelectedMailbox:
         reference per message for the flags); returns the flags, now a list."""
         if self._snapshot is not None or not isinstance(self.flags, list):
             self._leave_snapshot()
-            self.uids = array("I", self.uids)
-            self.flags = list(self.flags)
-            self.modseqs = array("q", self.modseqs)
-            self.internal_dates = array("q", self.internal_dates)
-            self.tz_offsets = array("i", self.tz_offsets)
-            self.sizes = array("q", self.sizes)
-            self._index_by_uid = None
-            self._lookups = 0
+            self._take_columns(owned_copy(self._columns()))
         assert isinstance(self.flags, list)
         return self.flags
 
@@ -474,9 +470,14 @@ class SelectedMailbox:
         self._leave_snapshot()
         snapshot.hold(self)
         self._snapshot = snapshot
-        self.uids, self.flags = snapshot.uids, snapshot.flags
-        self.modseqs, self.sizes = snapshot.modseqs, snapshot.sizes
-        self.internal_dates, self.tz_offsets = snapshot.internal_dates, snapshot.tz_offsets
+        self._take_columns(snapshot.columns)
+
+    def _take_columns(self, columns: MessageColumns) -> None:
+        """Make *columns* this view's (the UID map, built for the old ones, goes)."""
+        self.uids, self.flags = columns.uids, columns.flags  # type: ignore[assignment]
+        self.modseqs, self.sizes = columns.modseqs, columns.sizes  # type: ignore[assignment]
+        self.internal_dates = columns.internal_dates  # type: ignore[assignment]
+        self.tz_offsets = columns.tz_offsets  # type: ignore[assignment]
         self._index_by_uid = None
         self._lookups = 0
 
@@ -535,19 +536,9 @@ class SelectedMailbox:
         """Remove the messages at *indexes* from every column, in one pass."""
         if not indexes:
             return
-        keep = [True] * len(self.uids)
-        for index in indexes:
-            keep[index] = False
-        compress = itertools.compress
-        self._leave_snapshot()  # the columns below are new, and this view's own
-        self.uids = array("I", compress(self.uids, keep))
-        self.flags = list(compress(self.flags, keep))
-        self.modseqs = array("q", compress(self.modseqs, keep))
-        self.internal_dates = array("q", compress(self.internal_dates, keep))
-        self.tz_offsets = array("i", compress(self.tz_offsets, keep))
-        self.sizes = array("q", compress(self.sizes, keep))
-        self._index_by_uid = None
-        self._lookups = 0
+        remaining = without(self._columns(), indexes)
+        self._leave_snapshot()  # the remaining columns are new, and this view's own
+        self._take_columns(remaining)
         self._reported_count -= len(indexes)
 
     def drain_updates(self, *, allow_expunge: bool) -> list[responses.Data]:

@@ -226,22 +226,33 @@ class ColumnCache:
                 self._size -= len(evicted.uids)
 
 
-def packed(
-    uids: Sequence[int],
-    flags: Sequence[frozenset[str]],
-    modseqs: Sequence[int],
-    internal_dates: Sequence[int],
-    tz_offsets: Sequence[int],
-    sizes: Sequence[int],
-) -> MessageColumns:
-    """Columns in the compact form the cache keeps (and views copy with memcpy)."""
+def owned_copy(columns: MessageColumns) -> MessageColumns:
+    """Columns the caller may change: the arrays copied (memcpy), the flags as a list
+    (one reference per message)."""
     return MessageColumns(
-        array("I", uids),
-        tuple(flags),
-        array("q", modseqs),
-        array("q", internal_dates),
-        array("i", tz_offsets),
-        array("q", sizes),
+        array("I", columns.uids),
+        list(columns.flags),
+        array("q", columns.modseqs),
+        array("q", columns.internal_dates),
+        array("i", columns.tz_offsets),
+        array("q", columns.sizes),
+    )
+
+
+def without(columns: MessageColumns, indexes: Iterable[int]) -> MessageColumns:
+    """*columns* less the messages at *indexes*, in one pass over each column; new
+    sequences the caller may change (the flags as a list)."""
+    keep = [True] * len(columns.uids)
+    for index in indexes:
+        keep[index] = False
+    compress = itertools.compress
+    return MessageColumns(
+        array("I", compress(columns.uids, keep)),
+        list(compress(columns.flags, keep)),
+        array("q", compress(columns.modseqs, keep)),
+        array("q", compress(columns.internal_dates, keep)),
+        array("i", compress(columns.tz_offsets, keep)),
+        array("q", compress(columns.sizes, keep)),
     )
 
 
@@ -256,39 +267,29 @@ def updated(
     internal date, zone, size) in UID order, *expunged* the UIDs expunged since.
     None when there are too many changes to be worth applying one by one.
 
-    Copying the columns is memcpy (and one reference per message for the flags);
+    The columns are copied (:func:`owned_copy`, or :func:`without` the expunged);
     the flag counts and the first unseen message are carried over and corrected
     for the changes alone."""
     if (len(changed_rows) + len(expunged)) * _MOST_CHANGES_APPLIED > max(len(snapshot.uids), 64):
         return None
-    uids, flags, modseqs, dates, zones, sizes = (
-        array("I", snapshot.uids),
-        list(snapshot.flags),
-        array("q", snapshot.modseqs),
-        array("q", snapshot.internal_dates),
-        array("i", snapshot.tz_offsets),
-        array("q", snapshot.sizes),
-    )
     counts = _Counts(snapshot._flag_counts)
     first_unseen = snapshot._first_unseen
-    gone = sorted(index for uid in expunged if (index := _index(uids, uid)) is not None)
+    gone = sorted(i for uid in expunged if (i := index_of(snapshot.uids, uid)) is not None)
     if gone:
         if not isinstance(first_unseen, _Unknown) and first_unseen is not None:
             # Messages before the first unseen one were all seen: scanning resumes
             # where it was, shifted by the removals before it.
             first_unseen -= bisect.bisect_left(gone, first_unseen)
         for index in gone:
-            counts.remove(flags[index])
-        keep = [True] * len(uids)
-        for index in gone:
-            keep[index] = False
-        compress = itertools.compress
-        uids, flags = array("I", compress(uids, keep)), list(compress(flags, keep))
-        modseqs, dates = array("q", compress(modseqs, keep)), array("q", compress(dates, keep))
-        zones, sizes = array("i", compress(zones, keep)), array("q", compress(sizes, keep))
+            counts.remove(snapshot.flags[index])
+        columns = without(snapshot.columns, gone)
+    else:
+        columns = owned_copy(snapshot.columns)
+    uids, flags, modseqs = columns.uids, columns.flags, columns.modseqs
+    dates, zones, sizes = columns.internal_dates, columns.tz_offsets, columns.sizes
     newly_unseen: list[int] = []
     for uid, flag_text, row_modseq, date, zone, size in changed_rows:
-        index = _index(uids, uid)
+        index = index_of(uids, uid)
         new_flags = parse_flags(flag_text)
         if index is not None:
             counts.remove(flags[index])
@@ -354,6 +355,7 @@ class _Counts:
         return {flags: count for flags, count in self._counts.items() if count > 0}
 
 
-def _index(uids: array[int], uid: int) -> int | None:
+def index_of(uids: Sequence[int], uid: int) -> int | None:
+    """Where *uid* is in the ascending *uids*, or None."""
     index = bisect.bisect_left(uids, uid)
     return index if index < len(uids) and uids[index] == uid else None
