@@ -46,29 +46,6 @@ class LoopThreadReads:
         highest_modseq, uidnext = rows[0]
         return highest_modseq, uidnext
 
-    def mailbox_state(self, mailbox_id: int) -> tuple[int, int] | None:
-        """The mailbox's (UIDVALIDITY, highest modseq) as last committed, or None when
-        this cannot be answered here: what says whether a cached snapshot of its
-        messages is current."""
-        rows = self.rows(
-            "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?", (mailbox_id,)
-        )
-        if not rows:
-            return None
-        uidvalidity, highest_modseq = rows[0]
-        return uidvalidity, highest_modseq
-
-    def has_recent(self, mailbox_id: int) -> bool | None:
-        """Whether a message of the mailbox still holds \\Recent for the next session
-        to claim (one probe of the partial index ``messages_recent``), or None when
-        this cannot be answered here."""
-        rows = self.rows(
-            "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_recent"
-            " WHERE mailbox_id = ? AND recent = 1)",
-            (mailbox_id,),
-        )
-        return None if rows is None else bool(rows[0][0])
-
     def run(self, query: Callable[..., T], *args: Any) -> T | None:
         """*query(connection, *args)* (a lookup by key) in one read transaction here,
         or None when it cannot run here without waiting.  *query* must not keep a

@@ -707,9 +707,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         # The cached snapshot is current when the mailbox's modseq has not moved since
         # (every change takes a new one): that is one primary-key read, done on the
         # event loop's thread, with no hand-off to a reader.
-        state = self._loop_reads.mailbox_state(mailbox_id)
-        if state is not None:
-            current = self._column_cache.current(mailbox_id, *state)
+        mailbox = self._loop_reads.run(_mailbox_by_id, mailbox_id)
+        if mailbox is not None:
+            current = self._column_cache.current(
+                mailbox_id, mailbox.uidvalidity, mailbox.highest_modseq
+            )
             if current is not None:
                 return current
         return await self._read(_column_snapshot, mailbox_id, self._column_cache)
@@ -719,7 +721,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         # and only the first finds anything: the others look on a reader (or the event
         # loop's own read) rather than queue behind the writer's commits (which wait
         # for fsync).
-        has_recent = self._loop_reads.has_recent(mailbox_id)
+        has_recent = self._loop_reads.run(_has_recent, mailbox_id)
         if has_recent is None:
             has_recent = await self._read(_has_recent, mailbox_id)
         if not has_recent:
