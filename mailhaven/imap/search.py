@@ -122,8 +122,8 @@ def _numbered_messages(view: SelectedMailbox, required: set[int] | None) -> list
     them, or only those in *required* (UIDs ascend with sequence numbers)."""
     if required is None:
         return list(enumerate(view.uids, start=1))
-    numbered = ((view.sequence_number(uid), uid) for uid in sorted(required))
-    return [(number, uid) for number, uid in numbered if number is not None]
+    held = _in_view(view, required)
+    return list(zip(view.sequence_numbers(held), held, strict=True))
 
 
 def _required_uids(key: SearchKey, context: _Context) -> set[int] | None:
