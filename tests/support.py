@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import imaplib
 import socket
 import sqlite3
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -180,6 +181,34 @@ def run_with_storage(
             await storage.close()
 
     return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def selected_inbox_with(
+    directory: Path, messages: Sequence[tuple[str | None, bytes]]
+) -> Iterator[imaplib.IMAP4]:
+    """An imaplib client of alice, on a server of its own, with INBOX selected after
+    *messages* ((INTERNALDATE or None, raw)) were appended to it."""
+    server = ServerThread(directory).start()
+    server.add_user("alice")
+    imap = server.imaplib_client("alice")
+    for when, raw in messages:
+        typ, data = imap.append("INBOX", None, None if when is None else f'"{when}"', raw)
+        assert typ == "OK", data
+    imap.select("INBOX")
+    try:
+        yield imap
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.abort, OSError):
+            imap.logout()
+        server.stop()
+
+
+def search_numbers(imap: imaplib.IMAP4, *criteria: str) -> list[int]:
+    """The numbers a SEARCH answers, as integers (failing on a NO or BAD)."""
+    typ, data = imap.search(None, *criteria)
+    assert typ == "OK", data
+    return [int(n) for n in data[0].split()]
 
 
 def count_reads(storage: sqlite_backend.SqliteStorage) -> list[str]:

@@ -5,12 +5,10 @@ whose field does contain the needle must still be found."""
 
 from __future__ import annotations
 
-import contextlib
-import imaplib
-
 import pytest
 
-from tests.support import ServerThread
+from tests.support import search_numbers as search
+from tests.support import selected_inbox_with
 
 
 def _message(subject: str, sender: str, body: str, extra: str = "") -> bytes:
@@ -34,23 +32,8 @@ MESSAGES = [
 
 @pytest.fixture
 def client(tmp_path):
-    server = ServerThread(tmp_path).start()
-    server.add_user("alice")
-    imap = server.imaplib_client("alice")
-    for raw in MESSAGES:
-        typ, data = imap.append("INBOX", None, None, raw)
-        assert typ == "OK", data
-    imap.select("INBOX")
-    yield imap
-    with contextlib.suppress(imaplib.IMAP4.abort, OSError):
-        imap.logout()
-    server.stop()
-
-
-def search(imap: imaplib.IMAP4, *criteria: str) -> list[int]:
-    typ, data = imap.search(None, *criteria)
-    assert typ == "OK", data
-    return [int(n) for n in data[0].split()]
+    with selected_inbox_with(tmp_path, [(None, raw) for raw in MESSAGES]) as imap:
+        yield imap
 
 
 def test_subject_matches_only_the_subject_field(client):

@@ -4,7 +4,6 @@ mailhaven/storage/sqlite.py): BODY/TEXT by the trigram index alone, the date key
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import imaplib
 from pathlib import Path
@@ -18,7 +17,8 @@ from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as sqlite_backend
 from mailhaven.storage.interface import NewMessage
-from tests.support import ServerThread, database_before_step, run_with_storage
+from tests.support import database_before_step, run_with_storage, selected_inbox_with
+from tests.support import search_numbers as search
 
 
 def _message(date: str | None, subject: str, body: str) -> bytes:
@@ -53,23 +53,8 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    server = ServerThread(tmp_path_factory.mktemp("indexed")).start()
-    server.add_user("alice")
-    imap = server.imaplib_client("alice")
-    for when, raw in MESSAGES:
-        typ, data = imap.append("INBOX", None, f'"{when}"', raw)
-        assert typ == "OK", data
-    imap.select("INBOX")
-    yield imap
-    with contextlib.suppress(imaplib.IMAP4.abort, OSError):
-        imap.logout()
-    server.stop()
-
-
-def search(imap: imaplib.IMAP4, *criteria: str) -> list[int]:
-    typ, data = imap.search(None, *criteria)
-    assert typ == "OK", data
-    return [int(n) for n in data[0].split()]
+    with selected_inbox_with(tmp_path_factory.mktemp("indexed"), MESSAGES) as imap:
+        yield imap
 
 
 def search_utf8(imap: imaplib.IMAP4, key: str, needle: str) -> list[int]:
