@@ -27,6 +27,7 @@ from mailhaven.passwords import hash_password
 from mailhaven.security import scram
 from mailhaven.server import Server
 from mailhaven.storage import sqlite as sqlite_backend
+from mailhaven.storage.interface import Mailbox
 
 T = TypeVar("T")
 
@@ -181,6 +182,15 @@ def run_with_storage(
             await storage.close()
 
     return asyncio.run(main())
+
+
+async def alice_inbox(storage: sqlite_backend.SqliteStorage) -> Mailbox:
+    """The INBOX of a new account "alice" (a placeholder password hash: for storage
+    tests that never log in)."""
+    user = await storage.create_user("alice", "x")
+    inbox = await storage.get_mailbox(user.id, "INBOX")
+    assert inbox is not None
+    return inbox
 
 
 @contextlib.contextmanager

@@ -24,7 +24,13 @@ from mailhaven.mime.structure import parse_structure
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.interface import NewMessage
-from tests.support import PASSWORD, ServerThread, database_before_step, run_with_storage
+from tests.support import (
+    PASSWORD,
+    ServerThread,
+    alice_inbox,
+    database_before_step,
+    run_with_storage,
+)
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "messages"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, tzinfo=datetime.UTC)
@@ -122,9 +128,7 @@ def test_header_rows_go_with_their_content(tmp_path: Path) -> None:
     path = tmp_path / "test.db"
 
     async def scenario(storage: SqliteStorage) -> None:
-        user = await storage.create_user("alice", "hash")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
+        inbox = await alice_inbox(storage)
         raw = b"Subject: gone\r\nX: y\r\n\r\nbody\r\n"
         await storage.append(inbox.id, [_new_message(raw)])
         assert await storage.fetch_headers(inbox.id, [1, 2]) == {
@@ -149,9 +153,7 @@ def test_claim_recent_with_nothing_to_claim_does_not_wait_for_the_writer(
         await storage.open()
         release = threading.Event()
         try:
-            user = await storage.create_user("alice", "hash")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
+            inbox = await alice_inbox(storage)
             await storage.append(inbox.id, [_new_message(b"Subject: x\r\n\r\nx\r\n")])
             assert await storage.claim_recent(inbox.id) == {1}
             loop = asyncio.get_running_loop()

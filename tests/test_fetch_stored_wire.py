@@ -18,7 +18,7 @@ from mailhaven.storage import DATABASE_FILE, SqliteStorage, sqlite_wire
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.fsck import check_database
 from mailhaven.storage.interface import NewMessage, StoredWire
-from tests.support import ServerThread, database_before_step, run_with_storage
+from tests.support import ServerThread, alice_inbox, database_before_step, run_with_storage
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "messages"
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, tzinfo=datetime.UTC)
@@ -161,9 +161,7 @@ def test_wire_rows_go_with_their_content_and_fsck_checks_them(tmp_path: Path) ->
     raws = [b"Subject: kept\r\n\r\nbody\r\n", b"Subject: gone\r\n\r\nbody\r\n"]
 
     async def scenario(storage: SqliteStorage) -> None:
-        user = await storage.create_user("alice", "hash")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
+        inbox = await alice_inbox(storage)
         messages = [_new_message(raw, analyze(raw).metadata) for raw in raws]
         await storage.append(inbox.id, messages)
         await storage.store_flags(inbox.id, [2], "+", frozenset({"\\Deleted"}))

@@ -14,7 +14,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage.coalesce import RecentClaims, SharedReads
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import ServerThread, count_reads, mail, run_with_storage
+from tests.support import ServerThread, alice_inbox, count_reads, mail, run_with_storage
 
 # ---------------------------------------------------------------------- SharedReads
 
@@ -140,9 +140,7 @@ def _new_message() -> NewMessage:
 
 def test_changes_since_shares_a_query_only_within_one_generation(tmp_path: Path) -> None:
     async def scenario(storage: SqliteStorage) -> tuple[list[str], int, int]:
-        user = await storage.create_user("alice", "x")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
+        inbox = await alice_inbox(storage)
         calls = count_reads(storage)
         await asyncio.gather(*(storage.changes_since(inbox.id, 0) for _ in range(20)))
         shared = calls.count("_changes_since")

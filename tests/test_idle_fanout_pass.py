@@ -15,7 +15,7 @@ from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.mime import analyze
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import RawClient, ServerThread, count_reads, mail
+from tests.support import RawClient, ServerThread, alice_inbox, count_reads, mail, run_with_storage
 
 
 class _Waiter:
@@ -58,16 +58,13 @@ async def _settle(fan_out: IdleFanOut) -> None:
         await asyncio.sleep(0.001)
 
 
-async def _with_storage(tmp_path: Path, scenario):  # noqa: ANN001, ANN202
-    storage = SqliteStorage(tmp_path / "store.db")
-    await storage.open()
-    try:
-        user = await storage.create_user("alice", "x")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
-        return await scenario(storage, inbox)
-    finally:
-        await storage.close()
+def _with_inbox(tmp_path: Path, scenario):  # noqa: ANN001, ANN202
+    """``scenario(storage, inbox)`` on a fresh store with alice's INBOX."""
+
+    async def run(storage: SqliteStorage):  # noqa: ANN202
+        return await scenario(storage, await alice_inbox(storage))
+
+    return run_with_storage(tmp_path / "store.db", run)
 
 
 def test_parked_idlers_are_served_in_one_pass_with_one_read(tmp_path: Path) -> None:
@@ -90,7 +87,7 @@ def test_parked_idlers_are_served_in_one_pass_with_one_read(tmp_path: Path) -> N
             await session.selected.refresh(storage)
         return idlers, claimers, reads
 
-    idlers, claimers, reads = asyncio.run(_with_storage(tmp_path, scenario))
+    idlers, claimers, reads = _with_inbox(tmp_path, scenario)
     assert reads == 1
     assert all(session.sent == b"* 1 EXISTS\r\n" for session, _ in idlers)
     assert len(claimers) == 1
@@ -114,7 +111,7 @@ def test_busy_or_unwritable_idlers_are_woken_and_left_to_refresh(tmp_path: Path)
         await _settle(fan_out)
         return served, slow_reader, busy, waiters
 
-    served, slow_reader, busy, waiters = asyncio.run(_with_storage(tmp_path, scenario))
+    served, slow_reader, busy, waiters = _with_inbox(tmp_path, scenario)
     assert served.sent == b"* 1 EXISTS\r\n"
     assert served.selected.exists == 1
     assert [w.wakes for w in waiters] == [0, 1, 1]  # read-only: nobody owes a claim
@@ -136,7 +133,7 @@ def test_idlers_at_different_modseqs_each_get_their_own_changes(tmp_path: Path) 
         await _settle(fan_out)
         return behind, ahead, calls.count("_changes_since")
 
-    behind, ahead, reads = asyncio.run(_with_storage(tmp_path, scenario))
+    behind, ahead, reads = _with_inbox(tmp_path, scenario)
     assert behind.sent == b"* 2 EXISTS\r\n"
     assert ahead.sent == b"* 2 EXISTS\r\n"
     assert list(behind.selected.uids) == list(ahead.selected.uids) == [1, 2]
@@ -154,7 +151,7 @@ def test_an_idler_that_left_is_not_served(tmp_path: Path) -> None:
         await _settle(fan_out)
         return session, storage.changes._listeners  # noqa: SLF001
 
-    session, listeners = asyncio.run(_with_storage(tmp_path, scenario))
+    session, listeners = _with_inbox(tmp_path, scenario)
     assert session.sent == b""
     assert not listeners  # the last idler gone, the fan-out no longer listens
 

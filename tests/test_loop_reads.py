@@ -17,7 +17,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage.interface import MailboxNotFound, NewMessage
 from mailhaven.storage.loop_reads import LoopThreadReads
 from mailhaven.storage.sqlite import SqliteStorage
-from tests.support import count_reads, mail, run_with_storage
+from tests.support import alice_inbox, count_reads, mail, run_with_storage
 
 
 def _message(n: int) -> NewMessage:
@@ -31,9 +31,7 @@ def _message(n: int) -> NewMessage:
 
 def test_nothing_changed_is_answered_without_the_reader_threads(tmp_path: Path) -> None:
     async def scenario(storage: SqliteStorage) -> tuple[list[str], int, int]:
-        user = await storage.create_user("alice", "x")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
+        inbox = await alice_inbox(storage)
         await storage.append(inbox.id, [_message(1)])
         first = await storage.changes_since(inbox.id, 0)
         calls = count_reads(storage)
@@ -57,9 +55,7 @@ def test_a_commit_by_another_process_is_seen_without_a_notification(tmp_path: Pa
         await storage.open()
         await elsewhere.open()
         try:
-            user = await storage.create_user("alice", "x")
-            inbox = await storage.get_mailbox(user.id, "INBOX")
-            assert inbox is not None
+            inbox = await alice_inbox(storage)
             await storage.append(inbox.id, [_message(1)])
             seen = (await storage.changes_since(inbox.id, 0)).highest_modseq
             published = storage.changes.generation(inbox.id)

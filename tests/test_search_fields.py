@@ -14,7 +14,7 @@ from mailhaven.imap.search_fields import top_field_values
 from mailhaven.mime import analyze, header_value
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage.interface import NewMessage
-from tests.support import run_with_storage
+from tests.support import alice_inbox, run_with_storage
 
 NAMES = ["Subject", "subject", "SUBJECT ", " Subject", "From", "X-Tag", "", "a:b", "Ünï"]
 
@@ -86,9 +86,7 @@ def test_store_cuts_the_top_level_header_block(tmp_path: Path) -> None:
     )
 
     async def check(storage: SqliteStorage) -> None:
-        user = await storage.create_user("alice", "x")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
+        inbox = await alice_inbox(storage)
         await storage.append(inbox.id, [new])
         blocks = await storage.fetch_headers(inbox.id, [1, 2])
         assert blocks == {1: _header_block(raw)}

@@ -17,7 +17,7 @@ from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as sqlite_backend
 from mailhaven.storage.interface import NewMessage
-from tests.support import database_before_step, run_with_storage, selected_inbox_with
+from tests.support import alice_inbox, database_before_step, run_with_storage, selected_inbox_with
 from tests.support import search_numbers as search
 
 
@@ -142,9 +142,7 @@ def test_index_answers_leave_out_messages_the_view_does_not_hold(
     tmp_path: Path, filler: int
 ) -> None:
     async def check(storage: SqliteStorage) -> None:
-        user = await storage.create_user("alice", "x")
-        inbox = await storage.get_mailbox(user.id, "INBOX")
-        assert inbox is not None
+        inbox = await alice_inbox(storage)
         found = [_new_message("a needle here")] * 2 + [_new_message("hay")] * filler
         await storage.append(inbox.id, found)
         view = await SelectedMailbox.open(storage, inbox, readonly=True)

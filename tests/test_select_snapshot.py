@@ -29,7 +29,7 @@ from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage.column_cache import ColumnSnapshot
 from mailhaven.storage.flags import serialize_flags
 from mailhaven.storage.interface import Mailbox, MessageColumns, NewMessage
-from tests.support import ServerThread, mail, run_with_storage
+from tests.support import ServerThread, alice_inbox, mail, run_with_storage
 from tests.test_selected_columns import _assert_view_matches_store, _stored_columns
 
 SEEN = frozenset({"\\Seen"})
@@ -53,9 +53,7 @@ def _assert_counts_right(snapshot: ColumnSnapshot) -> None:
 
 
 async def _inbox(storage: SqliteStorage, count: int) -> Mailbox:
-    user = await storage.create_user("alice", "hash")
-    inbox = await storage.get_mailbox(user.id, "INBOX")
-    assert inbox is not None
+    inbox = await alice_inbox(storage)
     await storage.append(inbox.id, [_message(i, FLAG_SETS[i % 4]) for i in range(count)])
     return inbox
 

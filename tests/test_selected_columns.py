@@ -31,7 +31,7 @@ from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage import SqliteStorage, column_cache
 from mailhaven.storage import sqlite as storage_sqlite
 from mailhaven.storage.interface import Mailbox, MessageColumns, NewMessage, epoch_and_offset
-from tests.support import run_with_storage
+from tests.support import alice_inbox, run_with_storage
 
 NOW = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
 ZONES = [datetime.timezone(datetime.timedelta(minutes=m)) for m in (-330, 0, 120, 840)]
@@ -73,9 +73,7 @@ async def _assert_view_matches_store(view: SelectedMailbox, storage: SqliteStora
 
 
 async def _mixed_changes(storage: SqliteStorage, rng: random.Random) -> None:
-    user = await storage.create_user("alice", "hash")
-    inbox = await storage.get_mailbox(user.id, "INBOX")
-    assert inbox is not None
+    inbox = await alice_inbox(storage)
     messages = [_new_message(i, _random_flags(rng)) for i in range(150)]
     await storage.append(inbox.id, messages)
     view = await SelectedMailbox.open(storage, inbox, readonly=False)
