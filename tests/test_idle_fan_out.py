@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhaven.mime import analyze
+from mailhaven.mailflow.messages import prepare
 from mailhaven.storage.coalesce import RecentClaims, SharedReads
 from mailhaven.storage.interface import NewMessage
 from mailhaven.storage.sqlite import SqliteStorage
@@ -129,13 +129,7 @@ def test_a_later_change_is_claimed_again_after_an_earlier_claim_in_flight() -> N
 
 
 def _new_message() -> NewMessage:
-    analyzed = analyze(mail(1))
-    return NewMessage(
-        raw=mail(1),
-        flags=frozenset(),
-        internal_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
-        metadata=analyzed.metadata.to_bytes(),
-    )
+    return prepare(mail(1), internal_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
 
 
 def test_changes_since_shares_a_query_only_within_one_generation(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailhaven.imap.search_fields import top_field_values
+from mailhaven.mailflow.messages import prepare
 from mailhaven.mime import analyze, header_value
 from mailhaven.storage import SqliteStorage
-from mailhaven.storage.interface import NewMessage
 from tests.support import alice_inbox, run_with_storage
 
 NAMES = ["Subject", "subject", "SUBJECT ", " Subject", "From", "X-Tag", "", "a:b", "Ünï"]
@@ -75,15 +75,7 @@ def test_store_cuts_the_top_level_header_block(tmp_path: Path) -> None:
         b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
         b"--b\r\nContent-Type: text/plain\r\nSubject: inner\r\n\r\nhello\r\n--b--\r\n"
     )
-    analyzed = analyze(raw)
-    new = NewMessage(
-        raw=raw,
-        flags=frozenset(),
-        internal_date=datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC),
-        metadata=analyzed.metadata.to_bytes(),
-        body_text=analyzed.body_text,
-        header_text=analyzed.header_text,
-    )
+    new = prepare(raw, internal_date=datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC))
 
     async def check(storage: SqliteStorage) -> None:
         inbox = await alice_inbox(storage)

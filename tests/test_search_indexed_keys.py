@@ -13,6 +13,7 @@ import pytest
 from mailhaven.codec.commands import SearchKey
 from mailhaven.imap.search import matching_uids
 from mailhaven.imap.selected import SelectedMailbox
+from mailhaven.mailflow.messages import prepare
 from mailhaven.mime import analyze
 from mailhaven.storage import SqliteStorage
 from mailhaven.storage import sqlite as sqlite_backend
@@ -126,15 +127,7 @@ def test_migration_fills_sent_days_of_stored_messages(tmp_path: Path) -> None:
 
 def _new_message(body: str) -> NewMessage:
     raw = _message("Tue, 1 Mar 2022 10:00:00 +0000", "s", body)
-    analyzed = analyze(raw)
-    return NewMessage(
-        raw=raw,
-        flags=frozenset(),
-        internal_date=datetime.datetime(2022, 3, 1, tzinfo=datetime.UTC),
-        metadata=analyzed.metadata.to_bytes(),
-        body_text=analyzed.body_text,
-        header_text=analyzed.header_text,
-    )
+    return prepare(raw, internal_date=datetime.datetime(2022, 3, 1, tzinfo=datetime.UTC))
 
 
 @pytest.mark.parametrize("filler", [0, 120])  # many hits (one pass) or few (one by one)
