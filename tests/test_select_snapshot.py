@@ -306,18 +306,8 @@ def test_shared_columns_are_never_changed_in_place() -> None:
     columns = MessageColumns(array("I", [1, 2, 3]), flags, [1] * 3, [0] * 3, [0] * 3, [1] * 3)
     snapshot = ColumnSnapshot(columns, 4)
     mailbox = Mailbox(1, 1, "INBOX", uidvalidity=1, uidnext=4, highest_modseq=4)
-    view = SelectedMailbox(
-        mailbox=mailbox,
-        readonly=False,
-        uids=snapshot.uids,
-        flags=snapshot.flags,
-        modseqs=snapshot.modseqs,
-        internal_dates=snapshot.internal_dates,
-        tz_offsets=snapshot.tz_offsets,
-        sizes=snapshot.sizes,
-        known_modseq=4,
-        _snapshot=snapshot,
-    )
+    view = SelectedMailbox.sharing(mailbox, snapshot, readonly=False)
+    assert view.known_modseq == 4
     assert view.first_unseen() == 3
     assert view.remove_expunged([1]) == [1]
     assert list(snapshot.uids) == [1, 2, 3] and view.first_unseen() == 2

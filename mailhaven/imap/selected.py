@@ -111,6 +111,19 @@ class SelectedMailbox:
     async def open(cls, storage: Storage, mailbox: Mailbox, readonly: bool) -> SelectedMailbox:
         snapshot = await storage.column_snapshot(mailbox.id)
         recent = set() if readonly else await storage.claim_recent(mailbox.id)
+        return cls.sharing(mailbox, snapshot, readonly=readonly, recent=recent)
+
+    @classmethod
+    def sharing(
+        cls,
+        mailbox: Mailbox,
+        snapshot: ColumnSnapshot,
+        *,
+        readonly: bool,
+        recent: set[int] | None = None,
+    ) -> SelectedMailbox:
+        """A view holding *snapshot*'s columns as they are, as SELECT makes it."""
+        recent = set() if recent is None else recent
         view = cls(
             mailbox=mailbox,
             readonly=readonly,
