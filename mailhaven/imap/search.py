@@ -22,7 +22,7 @@ from mailhaven.imap.search_columns import FLAG_KEYS as _FLAG_KEYS
 from mailhaven.imap.search_columns import matching_uids_from_columns
 from mailhaven.imap.search_fields import top_field_values
 from mailhaven.imap.selected import SelectedMailbox
-from mailhaven.storage.interface import MessageObjectData, MessageSummary, Storage
+from mailhaven.storage.interface import MessageObjectData, MessageSummary, Storage, TextHits
 
 BATCH = 512
 
@@ -71,6 +71,11 @@ async def matching_uids(
     from_memory = matching_uids_from_columns(view, key, context.saved, context.now)
     if from_memory is not None:
         return from_memory
+    lone = _lone_text_key(key)
+    if lone is not None:
+        op, needle = lone
+        hits = await storage.search_text_hits(view.mailbox.id, needle, headers=_TEXT_KEYS[op])
+        return _hits_in_view(view, hits)
     for op, needle in _text_needles(key):
         if (op, needle) not in context.text_hits:
             context.text_hits[(op, needle)] = await storage.search_text(
@@ -115,6 +120,27 @@ def _in_view(view: SelectedMailbox, uids: set[int]) -> list[int]:
     """*uids* that the view holds, ascending (as sequence numbers do).  The index may
     know messages that arrived after the view was last brought up to date."""
     return view.held(sorted(uids))
+
+
+def _lone_text_key(key: SearchKey) -> tuple[str, str] | None:
+    """(op, needle) when *key* is one BODY or TEXT key and nothing else (the parser
+    wraps a lone key in AND)."""
+    while key.op == "AND" and len(key.args) == 1:  # type: ignore[arg-type]
+        key = key.args[0]  # type: ignore[index]
+    return (key.op, key.args) if key.op in _TEXT_KEYS else None  # type: ignore[return-value]
+
+
+def _hits_in_view(view: SelectedMailbox, hits: TextHits) -> list[int]:
+    """The hits that the view holds.  A view that has seen exactly the modseq of the
+    hits and reported every expunge holds exactly the mailbox's messages at that
+    modseq, so the hits as they are (a word in a third of a large mailbox: tens of
+    thousands of UIDs, not looked up one by one); otherwise the index may know
+    messages that arrived after the view was last brought up to date, and the view
+    may hold messages expunged since (RFC 9051 section 7.5.1: they stay until their
+    EXPUNGE may be sent)."""
+    if hits.modseq == view.known_modseq and not view.has_pending_expunges:
+        return hits.uids
+    return view.held(hits.uids)
 
 
 def _numbered_messages(view: SelectedMailbox, required: set[int] | None) -> list[tuple[int, int]]:

@@ -223,6 +223,17 @@ class Changes:
 
 
 @dataclass(frozen=True, slots=True)
+class TextHits:
+    """The messages of a mailbox whose text contains a needle (RFC 9051 section 6.4.4
+    BODY/TEXT), as the mailbox was at *modseq*: every match and only matches at that
+    modseq, so a view that has seen exactly that modseq and holds no expunged message
+    holds exactly these."""
+
+    modseq: int
+    uids: list[int]  # ascending
+
+
+@dataclass(frozen=True, slots=True)
 class StoreResult:
     changed: tuple[MessageSummary, ...]  # messages whose flags changed (new modseq)
     unchanged_since_failed: tuple[int, ...] = ()  # UIDs refused by UNCHANGEDSINCE
@@ -483,6 +494,10 @@ class Storage(ABC):
     async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
         """UIDs whose decoded body text (and with *headers*, decoded header text)
         contains *needle*, compared case-insensitively (RFC 9051 6.4.4 BODY/TEXT)."""
+
+    @abstractmethod
+    async def search_text_hits(self, mailbox_id: int, needle: str, *, headers: bool) -> TextHits:
+        """:meth:`search_text` with the mailbox's modseq its answer belongs to."""
 
     @abstractmethod
     async def search_dates(

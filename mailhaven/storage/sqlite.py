@@ -71,6 +71,7 @@ from mailhaven.storage.interface import (
     StorageError,
     StoredWire,
     StoreResult,
+    TextHits,
     User,
     UserExists,
     UserNotFound,
@@ -78,6 +79,7 @@ from mailhaven.storage.interface import (
 )
 from mailhaven.storage.loop_reads import LoopThreadReads
 from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixin
+from mailhaven.storage.text_hits import ContentUidsCache
 
 T = TypeVar("T")
 
@@ -447,6 +449,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._shared_reads = SharedReads()
         self._recent_claims = RecentClaims()
         self._column_cache = ColumnCache()
+        self._content_uids = ContentUidsCache()
         self._loop_reads = LoopThreadReads(self._path)
         self._writes_in_flight = 0  # handed to the writer thread and not yet done
 
@@ -815,7 +818,12 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return await self._write(_set_quota, user_id, limits, self.quota_defaults)
 
     async def search_text(self, mailbox_id: int, needle: str, *, headers: bool) -> set[int]:
-        return await self._read(_search_text, mailbox_id, needle.casefold(), headers, self._fts)
+        return set((await self.search_text_hits(mailbox_id, needle, headers=headers)).uids)
+
+    async def search_text_hits(self, mailbox_id: int, needle: str, *, headers: bool) -> TextHits:
+        return await self._read(
+            _search_text, mailbox_id, needle.casefold(), headers, self._fts, self._content_uids
+        )
 
     async def search_dates(
         self,
@@ -1629,8 +1637,13 @@ def _set_quota(
 
 
 def _search_text(
-    conn: sqlite3.Connection, mailbox_id: int, needle: str, headers: bool, fts: bool
-) -> set[int]:
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    needle: str,
+    headers: bool,
+    fts: bool,
+    content_uids: ContentUidsCache,
+) -> TextHits:
     """Exact casefolded substring match.  With the trigram index and a needle of at
     least three characters the index answers alone: a phrase query checks that the
     needle's trigrams stand at consecutive positions (the index keeps positions,
@@ -1639,26 +1652,26 @@ def _search_text(
     needle are both casefolded already), so a match is exactly a substring.  That
     spares reading every hit's text again, which was most of the cost of a common
     word.  Shorter needles have no trigram to look up: they scan the text."""
-    _mailbox_by_id(conn, mailbox_id)
+    mailbox = _mailbox_by_id(conn, mailbox_id)
+    modseq = mailbox.highest_modseq
     if fts and len(needle) >= TRIGRAM:
-        # CROSS JOIN keeps the index lookup as the outer loop, run once (left to
-        # itself, SQLite would rather run one FTS query per message of the mailbox),
-        # and each hit finds its messages in messages_by_content in rowid order.
-        # An IN (subquery) did the same but first copied every hit into a temporary
-        # b-tree: a fifth more instructions for a word in a third of the mailbox.
-        return _uid_set(
-            conn,
-            "SELECT group_concat(m.uid) FROM contents_fts AS f CROSS JOIN messages AS m"
-            " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?",
-            (_fts_phrase(needle, headers=headers), mailbox_id),
-        )
-    return _uid_set(
+        # The index's rowids are content ids, handed over as one string; the
+        # mailbox's map turns them into UIDs (see mailhaven.storage.text_hits).
+        # Both are read in this one transaction, so they agree with *modseq*.
+        contents = content_uids.current(conn, mailbox_id, mailbox.uidvalidity, modseq)
+        (found,) = conn.execute(
+            "SELECT group_concat(rowid) FROM contents_fts WHERE contents_fts MATCH ?",
+            (_fts_phrase(needle, headers=headers),),
+        ).fetchone()
+        return TextHits(modseq, contents.uids_of(found.split(",")) if found else [])
+    uids = _uid_set(
         conn,
         "SELECT group_concat(m.uid) FROM messages AS m JOIN contents AS c"
         " ON c.id = m.content_id WHERE m.mailbox_id = :mailbox AND"
         " (instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0))",
         {"mailbox": mailbox_id, "needle": needle, "headers": headers},
     )
+    return TextHits(modseq, sorted(uids))
 
 
 def _uid_set(conn: sqlite3.Connection, sql: str, parameters: Any) -> set[int]:

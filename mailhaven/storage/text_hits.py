@@ -1,0 +1,188 @@
+"""From the text index's hits to a mailbox's UIDs, in Python from a per-process map.
+
+The FTS5 table indexes stored contents (its rowids are content ids) while SEARCH
+answers with a mailbox's UIDs.  Joining each hit to ``messages`` in SQL cost about
+2,000 instructions a hit (a seek in ``messages_by_content``), a fifth of a word found
+in a third of a 100,000-message mailbox, and the UIDs then came back to Python as
+text to be turned into integers.  Here the index hands back only its rowids, as one
+``group_concat`` string, and a map from content id to UID, kept per mailbox and
+process, turns each into a UID with one dictionary lookup of the decimal text as
+SQLite wrote it (no integer parsing).
+
+The map is built from one read of the mailbox's (UID, content id) pairs and brought up
+to date from what changed since, like the column snapshots
+(:mod:`mailhaven.storage.column_cache`): a (mailbox, UID) pair names the same content
+for the life of the mailbox's UIDVALIDITY (UIDs are never reused, RFC 9051 section
+2.3.1.1, and content ids come from a counter that never hands one out twice), so only
+messages with a UID above the last one mapped are new, and the expunge records (kept
+for QRESYNC, RFC 7162) name the ones that went.  Each map is immutable once built and
+belongs to one modseq of the mailbox: a search reads the mailbox row, the map and the
+index in one read transaction, so its UIDs are exactly the matching messages at that
+modseq, which the caller compares with the modseq its view has seen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+# Messages mapped over all mailboxes of a process (about 130 bytes each: a dictionary
+# entry, the content id's decimal text and the UID).
+DEFAULT_BUDGET = 250_000
+# Past this share of the mailbox changed, reading it again costs no more.
+_MOST_CHANGES_APPLIED = 4
+
+_ALL_PAIRS = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? ORDER BY uid"
+_PAIRS_AFTER = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid > ? ORDER BY uid"
+_EXPUNGED_AFTER = (
+    "SELECT uid FROM expunged INDEXED BY expunged_by_modseq WHERE mailbox_id = ? AND modseq > ?"
+)
+
+
+class ContentUids:
+    """One mailbox's content id -> UID map at one modseq, never changed once built.
+
+    A content is usually held by one message of a mailbox; a COPY within the mailbox
+    (or of a message whose copy is already there) makes a content held by several.
+    Those few are kept apart, so that the common lookup is one ``dict.get`` a hit.
+    """
+
+    __slots__ = ("uidvalidity", "modseq", "last_uid", "_single", "_shared", "_count")
+
+    def __init__(
+        self,
+        uidvalidity: int,
+        modseq: int,
+        last_uid: int,
+        single: dict[str, int],
+        shared: dict[str, tuple[int, ...]],
+    ) -> None:
+        self.uidvalidity = uidvalidity
+        self.modseq = modseq
+        self.last_uid = last_uid
+        self._single = single  # content id (decimal) -> the one UID holding it
+        self._shared = shared  # content id (decimal) -> the UIDs holding it, two or more
+        self._count = len(single) + sum(len(uids) for uids in shared.values())
+
+    @classmethod
+    def of_pairs(
+        cls, uidvalidity: int, modseq: int, pairs: Iterable[tuple[int, int]]
+    ) -> ContentUids:
+        """The map of a mailbox whose messages are *pairs* of (UID, content id)."""
+        single: dict[str, int] = {}
+        shared: dict[str, tuple[int, ...]] = {}
+        last_uid = 0
+        for uid, content_id in pairs:
+            _add(single, shared, str(content_id), uid)
+            last_uid = max(last_uid, uid)
+        return cls(uidvalidity, modseq, last_uid, single, shared)
+
+    def __len__(self) -> int:
+        """How many messages the map holds."""
+        return self._count
+
+    def uids_of(self, content_ids: list[str]) -> list[int]:
+        """The UIDs, ascending, of the messages holding any of *content_ids* (decimal
+        text); ids of contents that no message of the mailbox holds are skipped."""
+        found = list(filter(None, map(self._single.get, content_ids)))
+        if self._shared:
+            for content_id in self._shared.keys() & set(content_ids):
+                found.extend(self._shared[content_id])
+        # Content ids usually rise with UIDs, and sorting a sorted list is one pass.
+        found.sort()
+        return found
+
+    def advanced(
+        self, added: list[tuple[int, int]], expunged: list[int], modseq: int
+    ) -> ContentUids | None:
+        """This map with the messages *added* ((UID, content id), all above
+        ``last_uid``) and without the *expunged* UIDs, at *modseq*; None when so much
+        changed that reading the mailbox again is as cheap."""
+        if (len(added) + len(expunged)) * _MOST_CHANGES_APPLIED > max(self._count, 64):
+            return None
+        gone = set(expunged)
+        if gone:
+            single = {cid: uid for cid, uid in self._single.items() if uid not in gone}
+            shared: dict[str, tuple[int, ...]] = {}
+            for content_id, uids in self._shared.items():
+                kept = tuple(uid for uid in uids if uid not in gone)
+                if len(kept) > 1:
+                    shared[content_id] = kept
+                elif kept:
+                    single[content_id] = kept[0]
+        else:
+            single, shared = dict(self._single), dict(self._shared)
+        last_uid = self.last_uid
+        for uid, content_id in added:
+            last_uid = max(last_uid, uid)
+            if uid not in gone:  # added and expunged since: the store no longer has it
+                _add(single, shared, str(content_id), uid)
+        return ContentUids(self.uidvalidity, modseq, last_uid, single, shared)
+
+
+def _add(single: dict[str, int], shared: dict[str, tuple[int, ...]], cid: str, uid: int) -> None:
+    if cid in shared:
+        shared[cid] = (*shared[cid], uid)
+    elif cid in single:
+        shared[cid] = (single.pop(cid), uid)
+    else:
+        single[cid] = uid
+
+
+def _brought_up_to_date(
+    conn: sqlite3.Connection, mailbox_id: int, cached: ContentUids, modseq: int
+) -> ContentUids | None:
+    added = conn.execute(_PAIRS_AFTER, (mailbox_id, cached.last_uid)).fetchall()
+    expunged = [uid for (uid,) in conn.execute(_EXPUNGED_AFTER, (mailbox_id, cached.modseq))]
+    return cached.advanced(added, expunged, modseq)
+
+
+class ContentUidsCache:
+    """A bounded LRU of the maps of recently searched mailboxes; safe to use from
+    several threads (the reader threads share it)."""
+
+    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+        self._budget = budget
+        self._entries: OrderedDict[int, ContentUids] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def current(
+        self, conn: sqlite3.Connection, mailbox_id: int, uidvalidity: int, modseq: int
+    ) -> ContentUids:
+        """The map of the mailbox as *conn*'s read transaction sees it (its row said
+        *uidvalidity* and *modseq*): the cached one, brought up to date if it is older,
+        or read in full."""
+        with self._lock:
+            cached = self._entries.get(mailbox_id)
+            if cached is not None:
+                self._entries.move_to_end(mailbox_id)
+        if cached is not None and cached.uidvalidity == uidvalidity:
+            if cached.modseq == modseq:
+                return cached
+            if cached.modseq < modseq:
+                advanced = _brought_up_to_date(conn, mailbox_id, cached, modseq)
+                if advanced is not None:
+                    self._put(mailbox_id, advanced)
+                    return advanced
+        fresh = ContentUids.of_pairs(uidvalidity, modseq, conn.execute(_ALL_PAIRS, (mailbox_id,)))
+        self._put(mailbox_id, fresh)
+        return fresh
+
+    def _put(self, mailbox_id: int, entry: ContentUids) -> None:
+        with self._lock:
+            old = self._entries.get(mailbox_id)
+            if old is not None:
+                if old.uidvalidity == entry.uidvalidity and old.modseq > entry.modseq:
+                    return  # another reader already stored a later state
+                self._size -= len(old)
+                del self._entries[mailbox_id]
+            if len(entry) > self._budget:
+                return
+            self._entries[mailbox_id] = entry
+            self._size += len(entry)
+            while self._size > self._budget:
+                _, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted)
