@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mailhaven.storage import column_cache, sqlite_quota, sqlite_wire
+from mailhaven.storage import column_cache, sqlite_quota, sqlite_wire, text_hits
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
 from mailhaven.storage.column_cache import ColumnCache, ColumnSnapshot
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
@@ -821,8 +821,16 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return set((await self.search_text_hits(mailbox_id, needle, headers=headers)).uids)
 
     async def search_text_hits(self, mailbox_id: int, needle: str, *, headers: bool) -> TextHits:
+        folded = needle.casefold()
+        if self._fts and len(folded) >= TRIGRAM:
+            phrase = _fts_phrase(folded, headers=headers)
+            halves = await text_hits.search_in_halves(
+                self._read, mailbox_id, phrase, self._content_uids
+            )
+            if halves is not None:
+                return halves
         return await self._read(
-            _search_text, mailbox_id, needle.casefold(), headers, self._fts, self._content_uids
+            _search_text, mailbox_id, folded, headers, self._fts, self._content_uids
         )
 
     async def search_dates(
@@ -1652,18 +1660,12 @@ def _search_text(
     needle are both casefolded already), so a match is exactly a substring.  That
     spares reading every hit's text again, which was most of the cost of a common
     word.  Shorter needles have no trigram to look up: they scan the text."""
-    mailbox = _mailbox_by_id(conn, mailbox_id)
-    modseq = mailbox.highest_modseq
     if fts and len(needle) >= TRIGRAM:
-        # The index's rowids are content ids, handed over as one string; the
-        # mailbox's map turns them into UIDs (see mailhaven.storage.text_hits).
-        # Both are read in this one transaction, so they agree with *modseq*.
-        contents = content_uids.current(conn, mailbox_id, mailbox.uidvalidity, modseq)
-        (found,) = conn.execute(
-            "SELECT group_concat(rowid) FROM contents_fts WHERE contents_fts MATCH ?",
-            (_fts_phrase(needle, headers=headers),),
-        ).fetchone()
-        return TextHits(modseq, contents.uids_of(found.split(",")) if found else [])
+        # The index's rowids are content ids; the mailbox's map, read in the same
+        # transaction, turns them into UIDs (see mailhaven.storage.text_hits).
+        phrase = _fts_phrase(needle, headers=headers)
+        return text_hits.search(conn, mailbox_id, phrase, content_uids)
+    modseq = _mailbox_by_id(conn, mailbox_id).highest_modseq
     uids = _uid_set(
         conn,
         "SELECT group_concat(m.uid) FROM messages AS m JOIN contents AS c"
