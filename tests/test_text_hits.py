@@ -71,19 +71,30 @@ def _replay(history: list[Step]) -> list[tuple[dict[int, int], list[tuple[int, i
     return states
 
 
-@given(histories(), st.sets(st.integers(990, 1200)))
-def test_map_kept_up_to_date_gives_the_holders_of_each_content(
-    history: list[Step], asked: set[int]
+@given(histories(), st.sets(st.integers(990, 1200)), st.data())
+def test_maps_of_every_modseq_give_the_holders_of_each_content(
+    history: list[Step], asked: set[int], data: st.DataObject
 ) -> None:
+    """Each step brings the map of some earlier modseq (as a reader whose transaction
+    saw it would: the cache's latest, or an older one) up to date from the rows above
+    its last UID and the expunges since; every map made so far must still answer as
+    its own modseq's mailbox, though they share what they hold."""
     content_ids = [str(content_id) for content_id in sorted(asked)]
-    current = ContentUids.of_pairs(7, 1, [])
-    for modseq, (mailbox, added, gone) in enumerate(_replay(history), start=2):
-        advanced = current.advanced(added, gone, modseq)
-        current = advanced or ContentUids.of_pairs(7, modseq, sorted(mailbox.items()))
-        expected = sorted(uid for uid, content_id in mailbox.items() if content_id in asked)
-        assert current.uids_of(content_ids) == expected
-        assert len(current) == len(mailbox)
+    versions = [(ContentUids.of_pairs(7, 1, []), {}, set())]
+    expunged_so_far: set[int] = set()
+    for modseq, (mailbox, _, gone) in enumerate(_replay(history), start=2):
+        expunged_so_far |= set(gone)
+        base, _, base_expunged = versions[data.draw(st.integers(0, len(versions) - 1))]
+        added = sorted((uid, cid) for uid, cid in mailbox.items() if uid > base.last_uid)
+        expunged = sorted(expunged_so_far - base_expunged)
+        current = base.advanced(added, expunged, modseq) or ContentUids.of_pairs(
+            7, modseq, sorted(mailbox.items())
+        )
         assert current.modseq == modseq
+        versions.append((current, dict(mailbox), set(expunged_so_far)))
+        for version, held, _ in versions:
+            expected = sorted(uid for uid, content_id in held.items() if content_id in asked)
+            assert version.uids_of(content_ids) == expected
 
 
 def test_a_copy_within_the_mailbox_answers_for_both_and_outlives_its_original() -> None:

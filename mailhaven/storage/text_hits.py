@@ -15,15 +15,16 @@ to date from what changed since, like the column snapshots
 for the life of the mailbox's UIDVALIDITY (UIDs are never reused, RFC 9051 section
 2.3.1.1, and content ids come from a counter that never hands one out twice), so only
 messages with a UID above the last one mapped are new, and the expunge records (kept
-for QRESYNC, RFC 7162) name the ones that went.  Each map is immutable once built and
-belongs to one modseq of the mailbox: a search reads the mailbox row, the map and the
-index in one read transaction, so its UIDs are exactly the matching messages at that
-modseq, which the caller compares with the modseq its view has seen.
+for QRESYNC, RFC 7162) name the ones that went.  Each map belongs to one modseq of the
+mailbox: a search reads the mailbox row, the map and the index in one read transaction,
+so its UIDs are exactly the matching messages at that modseq, which the caller compares
+with the modseq its view has seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -32,7 +33,7 @@ from typing import Any
 
 from mailhaven.storage.interface import MailboxNotFound, TextHits
 
-# Messages mapped over all mailboxes of a process (about 130 bytes each: a dictionary
+# Messages mapped over all mailboxes of a process (about 125 bytes each: a dictionary
 # entry, the content id's decimal text and the UID).
 DEFAULT_BUDGET = 250_000
 # Past this share of the mailbox changed, reading it again costs no more.
@@ -51,61 +52,91 @@ _EXPUNGED_AFTER = (
 )
 
 
+class _Pairs:
+    """Every (UID, content id) of one mailbox incarnation that a process has read, from
+    one full read on: only ever added to (UIDs and content ids are never reused), and
+    shared by the :class:`ContentUids` of each modseq, which say which of them are the
+    mailbox's at that modseq.  Changed and read under its lock."""
+
+    __slots__ = ("single", "shared", "last_uid", "count", "lock")
+
+    def __init__(self) -> None:
+        # A content is usually held by one message of a mailbox; a COPY within the
+        # mailbox makes one held by several: their further UIDs are kept apart, so
+        # that the common lookup is one dict.get a hit.
+        self.single: dict[str, int] = {}  # content id (decimal) -> the first UID holding it
+        self.shared: dict[str, tuple[int, ...]] = {}  # content id -> further UIDs
+        self.last_uid = 0
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def add(self, pairs: Iterable[tuple[int, int]]) -> tuple[int, int] | None:
+        """Add the (UID, content id) *pairs* above ``last_uid``, in UID order; returns
+        the lowest and highest content id added (None if none)."""
+        single, shared = self.single, self.shared
+        lowest = highest = None
+        with self.lock:
+            for uid, content_id in pairs:
+                if uid <= self.last_uid:
+                    continue  # another reader added it already
+                key = str(content_id)
+                if key not in single:
+                    single[key] = uid
+                else:
+                    shared[key] = (*shared.get(key, ()), uid)
+                self.last_uid = uid
+                self.count += 1
+                lowest = content_id if lowest is None else min(lowest, content_id)
+                highest = content_id if highest is None else max(highest, content_id)
+        return None if lowest is None or highest is None else (lowest, highest)
+
+
 class ContentUids:
-    """One mailbox's content id -> UID map at one modseq, never changed once built.
+    """One mailbox's content id -> UID map at one modseq: the messages of its
+    :class:`_Pairs` up to ``last_uid``, less those expunged since the full read
+    (``gone``).  A newer modseq adds to the shared pairs and makes a new object;
+    bringing the map up to date costs the changes, not the mailbox."""
 
-    A content is usually held by one message of a mailbox; a COPY within the mailbox
-    (or of a message whose copy is already there) makes a content held by several.
-    Those few are kept apart, so that the common lookup is one ``dict.get`` a hit.
-    """
-
-    __slots__ = ("uidvalidity", "modseq", "last_uid", "_span", "_single", "_shared", "_count")
+    __slots__ = ("uidvalidity", "modseq", "last_uid", "_gone", "_pairs", "_span")
 
     def __init__(
         self,
         uidvalidity: int,
         modseq: int,
         last_uid: int,
-        single: dict[str, int],
-        shared: dict[str, tuple[int, ...]],
-        span: tuple[int, int] | None = None,
+        gone: frozenset[int],
+        pairs: _Pairs,
+        span: tuple[int, int] | None,
     ) -> None:
         self.uidvalidity = uidvalidity
         self.modseq = modseq
         self.last_uid = last_uid
+        self._gone = gone
+        self._pairs = pairs
         # The lowest and highest content id the mailbox held (expunges do not narrow
         # it): a large mailbox's index query is cut in two in its middle.
         self._span = span
-        self._single = single  # content id (decimal) -> the one UID holding it
-        self._shared = shared  # content id (decimal) -> the UIDs holding it, two or more
-        self._count = len(single) + sum(len(uids) for uids in shared.values())
 
     @classmethod
     def of_pairs(
         cls, uidvalidity: int, modseq: int, pairs: Iterable[tuple[int, int]]
     ) -> ContentUids:
-        """The map of a mailbox whose messages are *pairs* of (UID, content id)."""
-        single: dict[str, int] = {}
-        shared: dict[str, tuple[int, ...]] = {}
-        last_uid = 0
-        lowest = highest = None
-        for uid, content_id in pairs:
-            _add(single, shared, str(content_id), uid)
-            last_uid = max(last_uid, uid)
-            lowest = content_id if lowest is None else min(lowest, content_id)
-            highest = content_id if highest is None else max(highest, content_id)
-        span = None if lowest is None or highest is None else (lowest, highest)
-        return cls(uidvalidity, modseq, last_uid, single, shared, span)
+        """The map of a mailbox whose messages are *pairs* of (UID, content id), in
+        UID order."""
+        store = _Pairs()
+        span = store.add(pairs)
+        return cls(uidvalidity, modseq, store.last_uid, frozenset(), store, span)
 
     def __len__(self) -> int:
-        """How many messages the map holds."""
-        return self._count
+        """How many messages the map holds (those expunged since it was read too, until
+        it is read again: that is what it costs in memory)."""
+        return self._pairs.count
 
     @property
     def middle(self) -> int | None:
         """Where to cut the index query of this mailbox in two, or None when the
         mailbox is too small for that to pay.  Any value gives the same answer."""
-        if self._count < SPLIT_FROM or self._span is None:
+        if len(self) - len(self._gone) < SPLIT_FROM or self._span is None:
             return None
         lowest, highest = self._span
         return (lowest + highest + 1) // 2
@@ -113,53 +144,53 @@ class ContentUids:
     def uids_of(self, content_ids: list[str]) -> list[int]:
         """The UIDs, ascending, of the messages holding any of *content_ids* (decimal
         text); ids of contents that no message of the mailbox holds are skipped."""
-        found = list(filter(None, map(self._single.get, content_ids)))
-        if self._shared:
-            for content_id in self._shared.keys() & set(content_ids):
-                found.extend(self._shared[content_id])
+        pairs = self._pairs
+        with pairs.lock:
+            found = list(filter(None, map(pairs.single.get, content_ids)))
+            if pairs.shared:
+                for content_id in pairs.shared.keys() & set(content_ids):
+                    found.extend(pairs.shared[content_id])
+            newest = pairs.last_uid
         # Content ids usually rise with UIDs, and sorting a sorted list is one pass.
         found.sort()
-        return found
+        if newest > self.last_uid:  # messages added for a later modseq
+            del found[bisect.bisect_right(found, self.last_uid) :]
+        return _without(found, self._gone)
 
     def advanced(
         self, added: list[tuple[int, int]], expunged: list[int], modseq: int
     ) -> ContentUids | None:
         """This map with the messages *added* ((UID, content id), all above
-        ``last_uid``) and without the *expunged* UIDs, at *modseq*; None when so much
-        changed that reading the mailbox again is as cheap."""
-        if (len(added) + len(expunged)) * _MOST_CHANGES_APPLIED > max(self._count, 64):
+        ``last_uid``, in UID order) and without the *expunged* UIDs, at *modseq*; None
+        when so much changed, or has been expunged since the full read, that reading
+        the mailbox again is as cheap."""
+        gone = self._gone.union(expunged) if expunged else self._gone
+        live = len(self) + len(added) - len(gone)
+        if (len(added) + len(expunged)) * _MOST_CHANGES_APPLIED > max(live, 64) or len(
+            gone
+        ) * _MOST_CHANGES_APPLIED > max(len(self), 64):
             return None
-        gone = set(expunged)
-        if gone:
-            single = {cid: uid for cid, uid in self._single.items() if uid not in gone}
-            shared: dict[str, tuple[int, ...]] = {}
-            for content_id, uids in self._shared.items():
-                kept = tuple(uid for uid in uids if uid not in gone)
-                if len(kept) > 1:
-                    shared[content_id] = kept
-                elif kept:
-                    single[content_id] = kept[0]
-        else:
-            single, shared = dict(self._single), dict(self._shared)
-        last_uid, span = self.last_uid, self._span
+        span, last_uid = self._span, self.last_uid
         if added:
-            content_ids = [content_id for _, content_id in added]
-            low, high = min(content_ids), max(content_ids)
-            span = (low, high) if span is None else (min(span[0], low), max(span[1], high))
-        for uid, content_id in added:
-            last_uid = max(last_uid, uid)
-            if uid not in gone:  # added and expunged since: the store no longer has it
-                _add(single, shared, str(content_id), uid)
-        return ContentUids(self.uidvalidity, modseq, last_uid, single, shared, span)
+            last_uid = added[-1][0]
+            new = self._pairs.add(added)
+            if new is not None:
+                span = new if span is None else (min(span[0], new[0]), max(span[1], new[1]))
+        return ContentUids(self.uidvalidity, modseq, last_uid, gone, self._pairs, span)
 
 
-def _add(single: dict[str, int], shared: dict[str, tuple[int, ...]], cid: str, uid: int) -> None:
-    if cid in shared:
-        shared[cid] = (*shared[cid], uid)
-    elif cid in single:
-        shared[cid] = (single.pop(cid), uid)
-    else:
-        single[cid] = uid
+def _without(uids: list[int], gone: frozenset[int]) -> list[int]:
+    """*uids* (ascending) less those in *gone*: a few removed by bisection, many by
+    one pass."""
+    if not gone:
+        return uids
+    if len(gone) * 32 > len(uids):
+        return [uid for uid in uids if uid not in gone]
+    for uid in gone:
+        index = bisect.bisect_left(uids, uid)
+        if index < len(uids) and uids[index] == uid:
+            del uids[index]
+    return uids
 
 
 def _brought_up_to_date(
