@@ -6,7 +6,6 @@ as they are must be the answer the view's own messages give."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import imaplib
@@ -14,10 +13,7 @@ import random
 import sqlite3
 import tempfile
 from array import array
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -26,7 +22,6 @@ from hypothesis import strategies as st
 from mailhaven.imap.search import _hits_in_view
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage import sqlite as sqlite_backend
-from mailhaven.storage import text_hits
 from mailhaven.storage.interface import Changes, Mailbox, NewMessage, TextHits
 from mailhaven.storage.sqlite import SqliteStorage
 from mailhaven.storage.text_hits import ContentUids, ContentUidsCache
@@ -167,11 +162,10 @@ def operations(draw: st.DrawFn) -> list[Operation]:
 
 
 @pytest.mark.skipif(not sqlite_backend.fts5_trigram_available(), reason="no FTS5 trigram")
-@pytest.mark.parametrize("split_from", [text_hits.SPLIT_FROM, 1])
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(ops=operations(), rng=st.randoms(use_true_random=False))
 def test_hits_are_the_matching_messages_at_their_modseq(
-    split_from: int, ops: list[Operation], rng: random.Random
+    ops: list[Operation], rng: random.Random
 ) -> None:
     """Against the definition, message by message: after any mix of appends, copies
     (within a mailbox and between two) and expunges, interleaved with searches that
@@ -216,55 +210,8 @@ def test_hits_are_the_matching_messages_at_their_modseq(
                 assert hits.uids == expected, (needle, texts[index])
                 assert hits.modseq == (await _mailbox(storage, mailbox_id)).highest_modseq
 
-    # With split_from 1, every search of a mapped mailbox queries the index in two
-    # halves on two reader threads (text_hits.search_in_halves).
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        mock.patch.object(text_hits, "SPLIT_FROM", split_from),
-    ):
+    with tempfile.TemporaryDirectory() as directory:
         run_with_storage(Path(directory) / "test.db", scenario)
-
-
-def test_halves_read_at_different_modseqs_are_not_combined(tmp_path: Path) -> None:
-    """A change committed between the two halves' transactions: the halves may not
-    agree, so search_in_halves gives up (the caller then searches in one)."""
-    path = tmp_path / "test.db"
-
-    async def scenario(storage: SqliteStorage) -> int:
-        inbox = await alice_inbox(storage)
-        await storage.append(inbox.id, [_new(f"harborview {i}") for i in range(6)])
-        return inbox.id
-
-    inbox_id = run_with_storage(path, scenario)
-    cache = ContentUidsCache()
-    phrase = '"harborview"'
-
-    def read_with(change_before_upper: bool) -> Callable[..., Any]:
-        async def read(query: Callable[..., Any], *args: Any) -> Any:
-            if change_before_upper and query is text_hits._upper_half:
-                with sqlite3.connect(path) as writer:
-                    writer.execute(
-                        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?",
-                        (inbox_id,),
-                    )
-            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-                conn.execute("BEGIN")
-                return query(conn, *args)
-
-        return read
-
-    async def search(change_before_upper: bool) -> TextHits | None:
-        return await text_hits.search_in_halves(
-            read_with(change_before_upper), inbox_id, phrase, cache
-        )
-
-    with mock.patch.object(text_hits, "SPLIT_FROM", 1):
-        assert asyncio.run(search(False)) is None  # nothing mapped yet
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            whole = text_hits.search(conn, inbox_id, phrase, cache)
-        assert whole.uids == [1, 2, 3, 4, 5, 6]
-        assert asyncio.run(search(False)) == whole
-        assert asyncio.run(search(True)) is None
 
 
 async def _mailbox(storage: SqliteStorage, mailbox_id: int) -> Mailbox:

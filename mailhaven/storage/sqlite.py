@@ -821,16 +821,8 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         return set((await self.search_text_hits(mailbox_id, needle, headers=headers)).uids)
 
     async def search_text_hits(self, mailbox_id: int, needle: str, *, headers: bool) -> TextHits:
-        folded = needle.casefold()
-        if self._fts and len(folded) >= TRIGRAM:
-            phrase = _fts_phrase(folded, headers=headers)
-            halves = await text_hits.search_in_halves(
-                self._read, mailbox_id, phrase, self._content_uids
-            )
-            if halves is not None:
-                return halves
         return await self._read(
-            _search_text, mailbox_id, folded, headers, self._fts, self._content_uids
+            _search_text, mailbox_id, needle.casefold(), headers, self._fts, self._content_uids
         )
 
     async def search_dates(

@@ -23,13 +23,11 @@ with the modseq its view has seen.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 from mailhaven.storage.interface import MailboxNotFound, TextHits
 
@@ -38,10 +36,6 @@ from mailhaven.storage.interface import MailboxNotFound, TextHits
 DEFAULT_BUDGET = 250_000
 # Past this share of the mailbox changed, reading it again costs no more.
 _MOST_CHANGES_APPLIED = 4
-# From this many messages in the mailbox, the index is queried in two halves of its
-# rowids on two reader threads at once (see search_in_halves).
-SPLIT_FROM = 20_000
-
 _INDEX_HITS = "SELECT group_concat(rowid) FROM contents_fts WHERE contents_fts MATCH ?"
 _MAILBOX_STATE = "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?"
 
@@ -70,11 +64,9 @@ class _Pairs:
         self.count = 0
         self.lock = threading.Lock()
 
-    def add(self, pairs: Iterable[tuple[int, int]]) -> tuple[int, int] | None:
-        """Add the (UID, content id) *pairs* above ``last_uid``, in UID order; returns
-        the lowest and highest content id added (None if none)."""
+    def add(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Add the (UID, content id) *pairs* above ``last_uid``, in UID order."""
         single, shared = self.single, self.shared
-        lowest = highest = None
         with self.lock:
             for uid, content_id in pairs:
                 if uid <= self.last_uid:
@@ -86,9 +78,6 @@ class _Pairs:
                     shared[key] = (*shared.get(key, ()), uid)
                 self.last_uid = uid
                 self.count += 1
-                lowest = content_id if lowest is None else min(lowest, content_id)
-                highest = content_id if highest is None else max(highest, content_id)
-        return None if lowest is None or highest is None else (lowest, highest)
 
 
 class ContentUids:
@@ -97,7 +86,7 @@ class ContentUids:
     (``gone``).  A newer modseq adds to the shared pairs and makes a new object;
     bringing the map up to date costs the changes, not the mailbox."""
 
-    __slots__ = ("uidvalidity", "modseq", "last_uid", "_gone", "_pairs", "_span")
+    __slots__ = ("uidvalidity", "modseq", "last_uid", "_gone", "_pairs")
 
     def __init__(
         self,
@@ -106,16 +95,12 @@ class ContentUids:
         last_uid: int,
         gone: frozenset[int],
         pairs: _Pairs,
-        span: tuple[int, int] | None,
     ) -> None:
         self.uidvalidity = uidvalidity
         self.modseq = modseq
         self.last_uid = last_uid
         self._gone = gone
         self._pairs = pairs
-        # The lowest and highest content id the mailbox held (expunges do not narrow
-        # it): a large mailbox's index query is cut in two in its middle.
-        self._span = span
 
     @classmethod
     def of_pairs(
@@ -124,22 +109,13 @@ class ContentUids:
         """The map of a mailbox whose messages are *pairs* of (UID, content id), in
         UID order."""
         store = _Pairs()
-        span = store.add(pairs)
-        return cls(uidvalidity, modseq, store.last_uid, frozenset(), store, span)
+        store.add(pairs)
+        return cls(uidvalidity, modseq, store.last_uid, frozenset(), store)
 
     def __len__(self) -> int:
         """How many messages the map holds (those expunged since it was read too, until
         it is read again: that is what it costs in memory)."""
         return self._pairs.count
-
-    @property
-    def middle(self) -> int | None:
-        """Where to cut the index query of this mailbox in two, or None when the
-        mailbox is too small for that to pay.  Any value gives the same answer."""
-        if len(self) - len(self._gone) < SPLIT_FROM or self._span is None:
-            return None
-        lowest, highest = self._span
-        return (lowest + highest + 1) // 2
 
     def uids_of(self, content_ids: list[str]) -> list[int]:
         """The UIDs, ascending, of the messages holding any of *content_ids* (decimal
@@ -165,18 +141,15 @@ class ContentUids:
         when so much changed, or has been expunged since the full read, that reading
         the mailbox again is as cheap."""
         gone = self._gone.union(expunged) if expunged else self._gone
-        live = len(self) + len(added) - len(gone)
-        if (len(added) + len(expunged)) * _MOST_CHANGES_APPLIED > max(live, 64) or len(
-            gone
-        ) * _MOST_CHANGES_APPLIED > max(len(self), 64):
+        # Past a quarter of the mailbox, applying the changes (or filtering the UIDs
+        # expunged since the read out of every answer) costs as much as a new read.
+        if max(len(added) + len(expunged), len(gone)) * _MOST_CHANGES_APPLIED > max(len(self), 64):
             return None
-        span, last_uid = self._span, self.last_uid
+        last_uid = self.last_uid
         if added:
             last_uid = added[-1][0]
-            new = self._pairs.add(added)
-            if new is not None:
-                span = new if span is None else (min(span[0], new[0]), max(span[1], new[1]))
-        return ContentUids(self.uidvalidity, modseq, last_uid, gone, self._pairs, span)
+            self._pairs.add(added)
+        return ContentUids(self.uidvalidity, modseq, last_uid, gone, self._pairs)
 
 
 def _without(uids: list[int], gone: frozenset[int]) -> list[int]:
@@ -210,62 +183,11 @@ def search(
     return TextHits(contents.modseq, contents.uids_of(index_hits(conn, phrase)))
 
 
-def index_hits(
-    conn: sqlite3.Connection, phrase: str, *, below: int | None = None, start: int | None = None
-) -> list[str]:
-    """The content ids (decimal, as SQLite writes them) matching *phrase*, of those
-    below *below* or from *start* on: one string from SQLite rather than a row a hit."""
-    if below is not None:
-        row = conn.execute(_INDEX_HITS + " AND rowid < ?", (phrase, below)).fetchone()
-    elif start is not None:
-        row = conn.execute(_INDEX_HITS + " AND rowid >= ?", (phrase, start)).fetchone()
-    else:
-        row = conn.execute(_INDEX_HITS, (phrase,)).fetchone()
-    return row[0].split(",") if row[0] else []
-
-
-Read = Callable[..., Awaitable[Any]]
-
-
-async def search_in_halves(
-    read: Read, mailbox_id: int, phrase: str, cache: ContentUidsCache
-) -> TextHits | None:
-    """:func:`search` with the index query cut in two at the mailbox's middle content
-    id, the halves run at once by two reader threads (*read* runs a function in a read
-    transaction on one): the query is nearly all of a common word's cost, and runs in
-    SQLite without the GIL, so on two cores its time is about halved.  None when the
-    mailbox is not large enough to be worth it, or not mapped yet.
-
-    The halves are two transactions.  Both read the mailbox's UIDVALIDITY and modseq:
-    when they agree, the mailbox held the same messages in both, hence the same
-    contents (a content is never changed, and is deleted only when no message holds
-    it), so the upper half's hits among them are those the first transaction would
-    have found; when they do not (a change committed in between), None: the caller
-    searches in one transaction."""
-    known = cache.peek(mailbox_id)
-    if known is None or known.middle is None:
-        return None
-    middle = known.middle
-    (contents, lower), (state, upper) = await asyncio.gather(
-        read(_lower_half, mailbox_id, phrase, middle, cache),
-        read(_upper_half, mailbox_id, phrase, middle),
-    )
-    if state != (contents.uidvalidity, contents.modseq):
-        return None
-    return TextHits(contents.modseq, contents.uids_of(lower + upper))
-
-
-def _lower_half(
-    conn: sqlite3.Connection, mailbox_id: int, phrase: str, middle: int, cache: ContentUidsCache
-) -> tuple[ContentUids, list[str]]:
-    contents = cache.current(conn, mailbox_id, *_mailbox_state(conn, mailbox_id))
-    return contents, index_hits(conn, phrase, below=middle)
-
-
-def _upper_half(
-    conn: sqlite3.Connection, mailbox_id: int, phrase: str, middle: int
-) -> tuple[tuple[int, int], list[str]]:
-    return _mailbox_state(conn, mailbox_id), index_hits(conn, phrase, start=middle)
+def index_hits(conn: sqlite3.Connection, phrase: str) -> list[str]:
+    """The content ids (decimal, as SQLite writes them) matching *phrase*: one string
+    from SQLite rather than a row a hit (a row costs about 2,700 instructions)."""
+    (found,) = conn.execute(_INDEX_HITS, (phrase,)).fetchone()
+    return found.split(",") if found else []
 
 
 def _mailbox_state(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
@@ -307,11 +229,6 @@ class ContentUidsCache:
         fresh = ContentUids.of_pairs(uidvalidity, modseq, conn.execute(_ALL_PAIRS, (mailbox_id,)))
         self._put(mailbox_id, fresh)
         return fresh
-
-    def peek(self, mailbox_id: int) -> ContentUids | None:
-        """The cached map of the mailbox, of whatever modseq, if there is one."""
-        with self._lock:
-            return self._entries.get(mailbox_id)
 
     def _put(self, mailbox_id: int, entry: ContentUids) -> None:
         with self._lock:
