@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import imaplib
+import itertools
 import random
 import sqlite3
 import tempfile
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailhaven.codec import wire
 from mailhaven.imap.search import _hits_in_view
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage import sqlite as sqlite_backend
@@ -330,3 +332,28 @@ def test_copies_and_an_expunge_another_session_made(server: ServerThread) -> Non
         for client in (imap, other):
             with contextlib.suppress(imaplib.IMAP4.abort, OSError):
                 client.logout()
+
+
+# ----------------------------------------------------------------- ESEARCH ALL
+
+
+def _spans_of(encoded: bytes) -> list[tuple[int, int]]:
+    spans = []
+    for part in encoded.split(b",") if encoded else []:
+        low, _, high = part.partition(b":")
+        spans.append((int(low), int(high or low)))
+    return spans
+
+
+EVERY_THIRD = st.builds(lambda n: set(range(1, 3 * n, 3)), st.integers(0, 200))
+
+
+@given(st.sets(st.integers(1, 400)) | EVERY_THIRD)
+def test_sequence_set_lists_each_number_once_in_maximal_runs(numbers: set[int]) -> None:
+    """ESEARCH ALL of a common word (RFC 4731): every number exactly once, ascending
+    runs as low:high, no two runs that could be one, also when no two numbers are in
+    a row (the single formatting call)."""
+    spans = _spans_of(wire.sequence_set(numbers))
+    listed = [n for low, high in spans for n in range(low, high + 1)]
+    assert listed == sorted(numbers)
+    assert all(later[0] > earlier[1] + 1 for earlier, later in itertools.pairwise(spans))

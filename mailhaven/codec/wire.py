@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import operator
 from collections.abc import Iterable
 
 NIL = b"NIL"
@@ -83,6 +84,10 @@ def sequence_set(numbers: Iterable[int]) -> bytes:
     """Compress numbers into a ``sequence-set`` (``1:3,7``); the input need not be
     sorted.  Used for COPYUID/APPENDUID (RFC 4315) and ESEARCH ALL (RFC 4731)."""
     ordered = sorted(set(numbers))
+    if not any(map((1).__eq__, map(operator.sub, ordered[1:], ordered))):
+        # No two numbers in a row (ESEARCH ALL of a word in every third message of a
+        # large mailbox: tens of thousands): one formatting call, the test run in C.
+        return (b"%d," * len(ordered))[:-1] % tuple(ordered)
     spans: list[bytes] = []
     i = 0
     while i < len(ordered):
