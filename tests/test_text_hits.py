@@ -24,6 +24,7 @@ from mailhaven.codec import wire
 from mailhaven.imap.search import _hits_in_view
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage import sqlite as sqlite_backend
+from mailhaven.storage import text_hits
 from mailhaven.storage.interface import Changes, Mailbox, NewMessage, TextHits
 from mailhaven.storage.sqlite import SqliteStorage
 from mailhaven.storage.text_hits import ContentUids, ContentUidsCache
@@ -132,6 +133,26 @@ def test_cache_answers_for_the_transactions_modseq_within_its_budget(tmp_path: P
         cache.current(conn, other_id, 1, 1)
         again = cache.current(conn, inbox_id, uidvalidity, 50)
         assert again is not first and again.uids_of(["1", "5"]) == first.uids_of(["1", "5"])
+
+
+def test_a_mailbox_larger_than_the_budget_is_joined_in_sql(tmp_path: Path) -> None:
+    """Reading every pair for each search would cost more than the map saves: a
+    mailbox over the whole budget is searched with the join, with the same answer."""
+
+    async def scenario(storage: SqliteStorage) -> tuple[int, int]:
+        inbox = await alice_inbox(storage)
+        await storage.append(inbox.id, [_new(f"{word} {i}") for i, word in enumerate(WORDS)])
+        copied = await storage.copy(inbox.id, [1, 2], inbox.id)  # a content held twice
+        assert copied.destination_uids == (8, 9)
+        return inbox.id, inbox.uidvalidity
+
+    inbox_id, uidvalidity = run_with_storage(tmp_path / "test.db", scenario)
+    cache = ContentUidsCache(budget=5)
+    with contextlib.closing(sqlite3.connect(tmp_path / "test.db")) as conn:
+        answers = [text_hits.search(conn, inbox_id, '"harbor"', cache) for _ in range(2)]
+        assert cache.current(conn, inbox_id, uidvalidity, answers[1].modseq) is None
+    assert answers[0] == answers[1]
+    assert answers[0].uids == [1, 8]
 
 
 # ----------------------------------------------------------------- the store

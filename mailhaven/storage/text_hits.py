@@ -37,6 +37,12 @@ DEFAULT_BUDGET = 250_000
 # Past this share of the mailbox changed, reading it again costs no more.
 _MOST_CHANGES_APPLIED = 4
 _INDEX_HITS = "SELECT group_concat(rowid) FROM contents_fts WHERE contents_fts MATCH ?"
+# CROSS JOIN keeps the index query as the outer loop, run once; each hit finds its
+# messages in messages_by_content.
+_JOINED_UIDS = (
+    "SELECT group_concat(m.uid) FROM contents_fts AS f CROSS JOIN messages AS m"
+    " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?"
+)
 _MAILBOX_STATE = "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?"
 
 _ALL_PAIRS = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? ORDER BY uid"
@@ -179,8 +185,14 @@ def search(
 ) -> TextHits:
     """The messages of the mailbox whose text matches the FTS5 *phrase*, in *conn*'s
     read transaction."""
-    contents = cache.current(conn, mailbox_id, *_mailbox_state(conn, mailbox_id))
-    return TextHits(contents.modseq, contents.uids_of(index_hits(conn, phrase)))
+    uidvalidity, modseq = _mailbox_state(conn, mailbox_id)
+    contents = cache.current(conn, mailbox_id, uidvalidity, modseq)
+    if contents is None:
+        # A mailbox larger than the whole budget is not mapped: its hits are joined to
+        # their messages in SQL instead.
+        (found,) = conn.execute(_JOINED_UIDS, (phrase, mailbox_id)).fetchone()
+        return TextHits(modseq, sorted(map(int, found.split(","))) if found else [])
+    return TextHits(modseq, contents.uids_of(index_hits(conn, phrase)))
 
 
 def index_hits(conn: sqlite3.Connection, phrase: str) -> list[str]:
@@ -207,14 +219,19 @@ class ContentUidsCache:
         self._entries: OrderedDict[int, ContentUids] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        # Mailboxes (id: UIDVALIDITY) whose map alone was over the budget.
+        self._too_large: dict[int, int] = {}
 
     def current(
         self, conn: sqlite3.Connection, mailbox_id: int, uidvalidity: int, modseq: int
-    ) -> ContentUids:
+    ) -> ContentUids | None:
         """The map of the mailbox as *conn*'s read transaction sees it (its row said
         *uidvalidity* and *modseq*): the cached one, brought up to date if it is older,
-        or read in full."""
+        or read in full; None for a mailbox found larger than the whole budget (reading
+        it for every search would cost more than the map saves)."""
         with self._lock:
+            if self._too_large.get(mailbox_id) == uidvalidity:
+                return None
             cached = self._entries.get(mailbox_id)
             if cached is not None:
                 self._entries.move_to_end(mailbox_id)
@@ -239,6 +256,7 @@ class ContentUidsCache:
                 self._size -= len(old)
                 del self._entries[mailbox_id]
             if len(entry) > self._budget:
+                self._too_large[mailbox_id] = entry.uidvalidity
                 return
             self._entries[mailbox_id] = entry
             self._size += len(entry)
