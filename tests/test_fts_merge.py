@@ -162,3 +162,26 @@ def test_migration_without_an_index_yet(tmp_path: Path) -> None:
     database_before_step(path, fts_merge.MIGRATION, [(raw, prepare(raw).metadata)])
     run_with_storage(path, lambda storage: asyncio.sleep(0))
     assert automerge_setting(path) == 0
+
+
+def test_an_unmerged_index_is_merged_once_opened_and_idle(tmp_path: Path) -> None:
+    """What an import or a burst cut short left is merged by the next server that opens
+    the database, with no write needed to start it."""
+    path = tmp_path / "left.db"
+
+    async def burst(storage: SqliteStorage) -> None:
+        inbox = await alice_inbox(storage)
+        for number in range(BURST):
+            await storage.append(inbox.id, [message(number)])
+
+    run_with_storage(path, burst)  # closed before its merge timer fired
+    assert max(segments_per_level(path)) >= USERMERGE
+
+    async def idle(storage: SqliteStorage) -> None:
+        for _ in range(500):  # bounded: at most 10 s
+            await asyncio.sleep(0.02)
+            if max(segments_per_level(path)) < USERMERGE and not storage._merging:
+                return
+
+    run_with_storage(path, idle)
+    assert max(segments_per_level(path)) < USERMERGE

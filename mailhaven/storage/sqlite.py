@@ -475,6 +475,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         except BaseException:
             await self.close()
             raise
+        # An index left unmerged (by an import, or writes cut short) is merged once idle.
+        self._last_write_done = loop.time()
+        self._arm_index_merge(fts_merge.IDLE_SECONDS)
 
     async def close(self) -> None:
         writer, readers = self._writer, self._readers
