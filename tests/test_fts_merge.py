@@ -185,3 +185,23 @@ def test_an_unmerged_index_is_merged_once_opened_and_idle(tmp_path: Path) -> Non
 
     run_with_storage(path, idle)
     assert max(segments_per_level(path)) < USERMERGE
+
+
+def test_a_step_gives_way_to_another_process_writing(tmp_path: Path) -> None:
+    """Another process holding the write lock: the step is skipped at once (no waiting
+    out the busy timeout), and the connection keeps its own settings."""
+    path = tmp_path / "shared.db"
+    run_with_storage(path, alice_inbox)
+    mine = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        mine.execute("PRAGMA busy_timeout = 30000")
+        other.execute("BEGIN IMMEDIATE")
+        assert fts_merge.merge_step(mine) is False
+        assert mine.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+        assert mine.execute("PRAGMA synchronous").fetchone() == (2,)
+        assert not mine.in_transaction
+        other.execute("ROLLBACK")
+    finally:
+        mine.close()
+        other.close()

@@ -35,6 +35,10 @@ import sqlite3
 # by it; a pause of this length between writes is taken as idle.
 IDLE_SECONDS = 0.05
 
+# Between two steps the write lock is left free this long, so the writer of another
+# worker process sharing the database gets it without waiting out a run of steps.
+STEP_PAUSE_SECONDS = 0.005
+
 # Output pages per step: one to a few milliseconds of work (resuming a merge of large
 # segments costs more than the pages), so a delivery that arrives meanwhile waits at
 # most that long for the writer.
@@ -60,11 +64,20 @@ def backfill(conn: sqlite3.Connection) -> None:
 
 def merge_step(conn: sqlite3.Connection, pages: int = MERGE_STEP_PAGES) -> bool:
     """One merge step in a transaction of its own, on the writer's connection (outside
-    any transaction).  True when it merged something, so another step may have work."""
+    any transaction).  True when it merged something, so another step may have work.
+    When another process holds the write lock this process is not the only writer
+    and its step would make that one wait: the step is skipped (False) at once."""
     before = conn.total_changes
+    (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    conn.execute("PRAGMA busy_timeout = 0")
     conn.execute("PRAGMA synchronous = NORMAL")
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                return False
+            raise
         try:
             conn.execute(
                 "INSERT INTO contents_fts (contents_fts, rank) VALUES ('merge', ?)", (pages,)
@@ -76,5 +89,6 @@ def merge_step(conn: sqlite3.Connection, pages: int = MERGE_STEP_PAGES) -> bool:
             raise
     finally:
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
     # The FTS5 documentation: a difference of 2 or more means work was done.
     return conn.total_changes - before >= 2

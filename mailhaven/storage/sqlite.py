@@ -588,7 +588,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
 
     # The text index is merged in steps on the writer thread once no write has completed
     # for fts_merge.IDLE_SECONDS (see storage.fts_merge); a step that found work is
-    # followed by the next as long as the writer stays idle.
+    # followed by the next, after a short pause, as long as the writer stays idle.
 
     def _arm_index_merge(self, delay: float) -> None:
         if self._fts and self._merge_timer is None and not self._merging and self._writer:
@@ -622,7 +622,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             log.warning("text index merge step failed", exc_info=step.exception())
             return
         if step.result():
-            self._merge_index_if_idle()
+            self._arm_index_merge(fts_merge.STEP_PAUSE_SECONDS)
 
     def _run_prepared_transaction(
         self, prepare: Callable[[], Any], work: Callable[..., T], *args: Any
