@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 from mailhaven.mailflow.messages import prepare
@@ -205,3 +206,36 @@ def test_a_step_gives_way_to_another_process_writing(tmp_path: Path) -> None:
     finally:
         mine.close()
         other.close()
+
+
+def test_no_merge_step_while_a_read_runs(tmp_path: Path) -> None:
+    """Merging waits for the readers too: a SEARCH right after a burst would otherwise
+    share the cores with it."""
+    steps: list[bool] = []
+    original_step = fts_merge.merge_step
+
+    def counted_step(conn: sqlite3.Connection, pages: int = fts_merge.MERGE_STEP_PAGES) -> bool:
+        steps.append(original_step(conn, pages))
+        return steps[-1]
+
+    async def body(storage: SqliteStorage) -> None:
+        inbox = await alice_inbox(storage)
+        for number in range(BURST):
+            await storage.append(inbox.id, [message(number)])
+        release = threading.Event()
+        reading = asyncio.ensure_future(storage._read(lambda conn: release.wait(10)))
+        await asyncio.sleep(6 * fts_merge.IDLE_SECONDS)  # long idle for the writer
+        assert steps == []
+        release.set()
+        await reading
+        for _ in range(500):  # bounded: at most 10 s
+            await asyncio.sleep(0.02)
+            if steps and not steps[-1]:
+                break
+        assert any(steps)
+
+    fts_merge.merge_step = counted_step
+    try:
+        run_with_storage(tmp_path / "reads.db", body)
+    finally:
+        fts_merge.merge_step = original_step

@@ -8,11 +8,12 @@ and up to 30 ms at 10,000 messages, all before the delivery can be acknowledged.
 
 Here ``automerge`` is 0 and the writer thread merges in small steps
 (``INSERT INTO contents_fts (contents_fts, rank) VALUES ('merge', N)``, N pages of
-output; see the FTS5 documentation, "The 'merge' Command") when no write is waiting,
-each step its own transaction.  Levels are merged once they hold ``usermerge`` (4)
-segments, as automerge did, so queries probe as few segments as before.  If merging
-cannot keep up (writes without pause), FTS5's ``crisismerge`` (16 segments on one level)
-still merges inside the insert, so the segment count stays bounded.
+output; see the FTS5 documentation, "The 'merge' Command") once no read or write has
+been running for IDLE_SECONDS, each step its own transaction.  Levels are merged once
+they hold ``usermerge`` (4) segments, as automerge did, so queries probe as few segments
+as before.  If merging cannot keep up (writes without pause), FTS5's ``crisismerge``
+(16 segments on one level) still merges inside the insert, so the segment count stays
+bounded.
 
 The text is indexed in the message's own transaction as before (searchable and durable
 when the message is acknowledged); only the reorganisation of the index moves.
@@ -30,9 +31,9 @@ from __future__ import annotations
 
 import sqlite3
 
-# Merging starts once no write has completed for this long, so a stream of deliveries
-# (one after another over one LMTP or IMAP connection, a few ms apart) is not slowed
-# by it; a pause of this length between writes is taken as idle.
+# Merging starts once no read or write has run for this long, so a stream of deliveries
+# (one after another over one LMTP or IMAP connection, a few ms apart) or of searches is
+# not slowed by it; a pause of this length is taken as idle.
 IDLE_SECONDS = 0.05
 
 # Between two steps the write lock is left free this long, so the writer of another

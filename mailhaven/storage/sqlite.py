@@ -456,7 +456,8 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._writes_in_flight = 0  # handed to the writer thread and not yet done
         self._merging = False  # an index merge step is queued or running on the writer
         self._merge_timer: asyncio.TimerHandle | None = None
-        self._last_write_done = 0.0  # the event loop's clock
+        self._reads_in_flight = 0  # handed to the reader threads and not yet done
+        self._last_done = 0.0  # when the last read or write completed, on the loop's clock
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -476,7 +477,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             await self.close()
             raise
         # An index left unmerged (by an import, or writes cut short) is merged once idle.
-        self._last_write_done = loop.time()
+        self._last_done = loop.time()
         self._arm_index_merge(fts_merge.IDLE_SECONDS)
 
     async def close(self) -> None:
@@ -583,12 +584,12 @@ class SqliteStorage(SecurityStoreMixin, Storage):
     def _write_done(self, future: asyncio.Future[tuple[Any, set[int]]]) -> None:
         self._writes_in_flight -= 1
         self._publish_committed(future)
-        self._last_write_done = future.get_loop().time()
+        self._last_done = future.get_loop().time()
         self._arm_index_merge(fts_merge.IDLE_SECONDS)
 
-    # The text index is merged in steps on the writer thread once no write has completed
-    # for fts_merge.IDLE_SECONDS (see storage.fts_merge); a step that found work is
-    # followed by the next, after a short pause, as long as the writer stays idle.
+    # The text index is merged in steps on the writer thread once no read or write has
+    # been running for fts_merge.IDLE_SECONDS (see storage.fts_merge); a step that found
+    # work is followed by the next, after a short pause, as long as the store stays idle.
 
     def _arm_index_merge(self, delay: float) -> None:
         if self._fts and self._merge_timer is None and not self._merging and self._writer:
@@ -600,8 +601,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         if self._writes_in_flight or self._writer is None:
             return  # the last write's completion arms the timer again
         loop = asyncio.get_running_loop()
-        wait = self._last_write_done + fts_merge.IDLE_SECONDS - loop.time()
-        if wait > 0:
+        wait = self._last_done + fts_merge.IDLE_SECONDS - loop.time()
+        if self._reads_in_flight or wait > 0:
+            # Merging would take a core from the readers (a SEARCH after a burst of
+            # deliveries ran at half speed beside it): wait until they are done too.
+            wait = fts_merge.IDLE_SECONDS if self._reads_in_flight else wait
             self._arm_index_merge(wait)
             return
         self._merging = True
@@ -658,7 +662,12 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         if self._readers is None:
             raise StorageError("storage is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run_read, query, *args)
+        self._reads_in_flight += 1
+        try:
+            return await loop.run_in_executor(self._readers, self._run_read, query, *args)
+        finally:
+            self._reads_in_flight -= 1
+            self._last_done = loop.time()
 
     def _run_read(self, query: Callable[..., T], *args: Any) -> T:
         conn: sqlite3.Connection = self._thread_state.conn
