@@ -58,7 +58,7 @@ async def read_mail_data(
                 parts.clear()  # the data is refused: do not hold it
         if ended:
             break
-        before = (before + chunk)[-2:]
+        before = (before + chunk[-2:])[-2:]
     if too_much:
         return MailData(b"", TOO_MUCH_DATA)
     data = b"".join(parts)[: -len(_PERIOD_LINE_END)]
