@@ -153,7 +153,8 @@ def test_migration_stores_the_wire_bytes_of_existing_messages(
         uid: _expected_wire(metadata) for uid, (_, metadata) in enumerate(corpus, start=1)
     }
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (8,)
+        version = (storage_sqlite.SCHEMA_VERSION,)  # every later step ran too
+        assert conn.execute("PRAGMA user_version").fetchone() == version
 
 
 def test_wire_rows_go_with_their_content_and_fsck_checks_them(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import MISSING, Envelope, Session
 
 from mailhaven.config import Config
 from mailhaven.mailflow.delivery import (
@@ -34,6 +34,7 @@ from mailhaven.mailflow.delivery import (
     resolve_recipient,
     with_trace_headers,
 )
+from mailhaven.mailflow.lmtp_data import read_mail_data
 from mailhaven.storage.interface import OverQuota, Storage, UserNotFound
 
 log = logging.getLogger("mailhaven.lmtp")
@@ -73,6 +74,40 @@ class MailhavenLMTP(LMTP):
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return address, parameters
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's method name)
+        """aiosmtpd's DATA with the data read in a few chunks (mailflow.lmtp_data)
+        rather than line by line; the checks, replies and the handler's hook are
+        aiosmtpd's.  Text decoding (``decode_data``) and handlers without a DATA hook
+        are left to aiosmtpd."""
+        if self._decode_data or "DATA" not in self._handle_hooks:
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_mail_data(
+                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
+            )
+        except asyncio.CancelledError:  # the connection was lost during DATA
+            self._writer.close()
+            raise
+        if data.error is not None:
+            await self.push(data.error)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = data.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
 
 class DeliveryHandler:

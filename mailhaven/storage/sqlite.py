@@ -36,6 +36,7 @@ import datetime
 import functools
 import itertools
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -46,7 +47,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mailhaven.storage import column_cache, sqlite_quota, sqlite_wire, text_hits
+from mailhaven.storage import column_cache, fts_merge, sqlite_quota, sqlite_wire, text_hits
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
 from mailhaven.storage.column_cache import ColumnCache, ColumnSnapshot
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
@@ -82,6 +83,8 @@ from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixi
 from mailhaven.storage.text_hits import ContentUidsCache
 
 T = TypeVar("T")
+
+log = logging.getLogger("mailhaven.storage")
 
 SEPARATOR = "/"
 INBOX = "INBOX"
@@ -252,11 +255,13 @@ _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_HEADERS,
     _SCHEMA_SEARCH_DATES,
     sqlite_wire.MIGRATION,
+    fts_merge.MIGRATION,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Steps (by their script) followed by Python that fills the new tables for what is stored.
 _MIGRATION_BACKFILLS: dict[str, Callable[[sqlite3.Connection], None]] = {
     sqlite_wire.MIGRATION: sqlite_wire.backfill,
+    fts_merge.MIGRATION: fts_merge.backfill,
 }
 
 # External-content FTS table: the text is stored once, in contents.  The text is
@@ -452,6 +457,10 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._content_uids = ContentUidsCache()
         self._loop_reads = LoopThreadReads(self._path)
         self._writes_in_flight = 0  # handed to the writer thread and not yet done
+        self._merging = False  # an index merge step is queued or running on the writer
+        self._merge_timer: asyncio.TimerHandle | None = None
+        self._reads_in_flight = 0  # handed to the reader threads and not yet done
+        self._last_done = 0.0  # when the last read or write completed, on the loop's clock
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -470,12 +479,18 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         except BaseException:
             await self.close()
             raise
+        # An index left unmerged (by an import, or writes cut short) is merged once idle.
+        self._last_done = loop.time()
+        self._arm_index_merge(fts_merge.IDLE_SECONDS)
 
     async def close(self) -> None:
         writer, readers = self._writer, self._readers
         if writer is None or readers is None:
             return
         self._writer = self._readers = None
+        if self._merge_timer is not None:
+            self._merge_timer.cancel()
+            self._merge_timer = None
         self._loop_reads.close()
         await asyncio.to_thread(self._shut_down, writer, readers)
 
@@ -545,7 +560,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'contents_fts'"
         ).fetchone()
         if not exists:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{_FTS_SCHEMA}\nCOMMIT;")
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{_FTS_SCHEMA}\n{fts_merge.DISABLE_AUTOMERGE}\nCOMMIT;"
+            )
 
     # ----------------------------------------------------------------- plumbing
 
@@ -570,6 +587,49 @@ class SqliteStorage(SecurityStoreMixin, Storage):
     def _write_done(self, future: asyncio.Future[tuple[Any, set[int]]]) -> None:
         self._writes_in_flight -= 1
         self._publish_committed(future)
+        self._last_done = future.get_loop().time()
+        self._arm_index_merge(fts_merge.IDLE_SECONDS)
+
+    # The text index is merged in steps on the writer thread once no read or write has
+    # been running for fts_merge.IDLE_SECONDS (see storage.fts_merge); a step that found
+    # work is followed by the next, after a short pause, as long as the store stays idle.
+
+    def _arm_index_merge(self, delay: float) -> None:
+        if self._fts and self._merge_timer is None and not self._merging and self._writer:
+            loop = asyncio.get_running_loop()
+            self._merge_timer = loop.call_later(delay, self._merge_index_if_idle)
+
+    def _merge_index_if_idle(self) -> None:
+        self._merge_timer = None
+        if self._writes_in_flight or self._writer is None:
+            return  # the last write's completion arms the timer again
+        loop = asyncio.get_running_loop()
+        wait = self._last_done + fts_merge.IDLE_SECONDS - loop.time()
+        if self._reads_in_flight or wait > 0:
+            # Merging would take a core from the readers (a SEARCH after a burst of
+            # deliveries ran at half speed beside it): wait until they are done too.
+            wait = fts_merge.IDLE_SECONDS if self._reads_in_flight else wait
+            self._arm_index_merge(wait)
+            return
+        self._merging = True
+        step = loop.run_in_executor(self._writer, self._merge_step)
+        step.add_done_callback(self._merge_step_done)
+
+    def _merge_step(self) -> bool:
+        conn = self._writer_conn
+        assert conn is not None, "the writer connection is opened before any write"
+        return fts_merge.merge_step(conn)
+
+    def _merge_step_done(self, step: asyncio.Future[bool]) -> None:
+        self._merging = False
+        if step.cancelled():
+            return
+        if step.exception() is not None:
+            # The index is as the last committed step left it: complete, only less merged.
+            log.warning("text index merge step failed", exc_info=step.exception())
+            return
+        if step.result():
+            self._arm_index_merge(fts_merge.STEP_PAUSE_SECONDS)
 
     def _run_prepared_transaction(
         self, prepare: Callable[[], Any], work: Callable[..., T], *args: Any
@@ -605,7 +665,12 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         if self._readers is None:
             raise StorageError("storage is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run_read, query, *args)
+        self._reads_in_flight += 1
+        try:
+            return await loop.run_in_executor(self._readers, self._run_read, query, *args)
+        finally:
+            self._reads_in_flight -= 1
+            self._last_done = loop.time()
 
     def _run_read(self, query: Callable[..., T], *args: Any) -> T:
         conn: sqlite3.Connection = self._thread_state.conn
@@ -688,7 +753,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         account_must_be_enabled: bool = False,
     ) -> CopyResult:
         target = (user_id, name, fallback, account_must_be_enabled, self.quota_defaults)
-        if self._writes_in_flight:
+        if self._writes_in_flight or self._merging:
             # The writer is busy: build the messages on another thread meanwhile (SQLite
             # releases the GIL while it writes and syncs), then queue the transaction.
             loop = asyncio.get_running_loop()
