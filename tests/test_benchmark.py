@@ -144,6 +144,7 @@ def test_every_scenario_accepts_a_preloaded_server(bench_server, tmp_path):
     # The scenarios that read INBOX verify every answer against the corpus.
     names = _figure_names(run, ["append", "select", "first-sync", "flags", "search", "download"])
     assert "SELECT (60 msgs)" in names
+    assert "SELECT first (60 msgs)" in names
     assert "APPEND" in names
     status = asyncio.run(_status(bench_server, "(MESSAGES)"))
     assert b"MESSAGES 60" in status["INBOX"]
