@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import ssl
 import threading
+from array import array
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -23,6 +24,7 @@ from mailhaven.config import (
     QuotaConfig,
     TlsConfig,
 )
+from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.passwords import hash_password
 from mailhaven.security import scram
 from mailhaven.server import Server
@@ -212,6 +214,29 @@ def selected_inbox_with(
         with contextlib.suppress(imaplib.IMAP4.abort, OSError):
             imap.logout()
         server.stop()
+
+
+def view_of(uids: list[int], known_modseq: int = 1) -> SelectedMailbox:
+    """A read-only view of an INBOX holding *uids*, built without a store."""
+    count = len(uids)
+    return SelectedMailbox(
+        mailbox=Mailbox(
+            id=1,
+            user_id=1,
+            name="INBOX",
+            uidvalidity=1,
+            uidnext=max(uids, default=0) + 1,
+            highest_modseq=known_modseq,
+        ),
+        readonly=True,
+        uids=array("I", uids),
+        flags=[frozenset()] * count,
+        modseqs=array("q", [1] * count),
+        internal_dates=array("q", [0] * count),
+        tz_offsets=array("i", [0] * count),
+        sizes=array("q", [1] * count),
+        known_modseq=known_modseq,
+    )
 
 
 def search_numbers(imap: imaplib.IMAP4, *criteria: str) -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import imaplib
-from array import array
 
 import pytest
 from hypothesis import given
@@ -17,32 +16,9 @@ from hypothesis import strategies as st
 
 from benchmarks.client import Response, search_uids
 from mailhaven.codec import responses
-from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.mime import analyze
-from mailhaven.storage.interface import Mailbox, NewMessage
-from tests.support import ServerThread
-
-
-def _view(uids: list[int]) -> SelectedMailbox:
-    count = len(uids)
-    return SelectedMailbox(
-        mailbox=Mailbox(
-            id=1,
-            user_id=1,
-            name="INBOX",
-            uidvalidity=1,
-            uidnext=max(uids, default=0) + 1,
-            highest_modseq=1,
-        ),
-        readonly=True,
-        uids=array("I", uids),
-        flags=[frozenset()] * count,
-        modseqs=array("q", [1] * count),
-        internal_dates=array("q", [0] * count),
-        tz_offsets=array("i", [0] * count),
-        sizes=array("q", [1] * count),
-        known_modseq=1,
-    )
+from mailhaven.storage.interface import NewMessage
+from tests.support import ServerThread, view_of
 
 
 @st.composite
@@ -63,7 +39,7 @@ def views_and_asked(draw: st.DrawFn) -> tuple[list[int], list[int]]:
 @given(views_and_asked())
 def test_held_keeps_exactly_the_uids_in_the_view(case: tuple[list[int], list[int]]) -> None:
     uids, asked = case
-    view = _view(uids)
+    view = view_of(uids)
     present = set(uids)
     assert view.held(asked) == [uid for uid in asked if uid in present]
 
@@ -71,7 +47,7 @@ def test_held_keeps_exactly_the_uids_in_the_view(case: tuple[list[int], list[int
 @given(views_and_asked())
 def test_sequence_numbers_are_positions_in_the_view(case: tuple[list[int], list[int]]) -> None:
     uids, asked = case
-    view = _view(uids)
+    view = view_of(uids)
     held = [uid for uid in asked if uid in set(uids)]
     assert view.sequence_numbers(held) == [uids.index(uid) + 1 for uid in held]
 
@@ -176,7 +152,7 @@ def test_many_hits_with_gaps_copies_and_late_arrivals(server: ServerThread) -> N
 
 
 def test_few_hits_in_a_mailbox_with_gaps_need_no_uid_map() -> None:
-    view = _view([*range(1, 101), *range(150, 300)])
+    view = view_of([*range(1, 101), *range(150, 300)])
     assert view.held([5, 120, 151, 400]) == [5, 151]
     assert view.sequence_numbers([5, 151]) == [5, 102]
     assert view._index_by_uid is None  # two binary searches, not a map of 250 UIDs

@@ -13,7 +13,6 @@ import itertools
 import random
 import sqlite3
 import tempfile
-from array import array
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,12 @@ from hypothesis import strategies as st
 
 from mailhaven.codec import wire
 from mailhaven.imap.search import _hits_in_view
-from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.storage import sqlite as sqlite_backend
 from mailhaven.storage import text_hits
 from mailhaven.storage.interface import Changes, Mailbox, NewMessage, TextHits
 from mailhaven.storage.sqlite import SqliteStorage
 from mailhaven.storage.text_hits import ContentUids, ContentUidsCache
-from tests.support import ServerThread, alice_inbox, run_with_storage
+from tests.support import ServerThread, alice_inbox, run_with_storage, view_of
 
 # ----------------------------------------------------------------- the map alone
 
@@ -244,43 +242,21 @@ async def _mailbox(storage: SqliteStorage, mailbox_id: int) -> Mailbox:
 # ----------------------------------------------------------------- the view
 
 
-def _view(uids: list[int], known_modseq: int) -> SelectedMailbox:
-    count = len(uids)
-    return SelectedMailbox(
-        mailbox=Mailbox(
-            id=1,
-            user_id=1,
-            name="INBOX",
-            uidvalidity=1,
-            uidnext=max(uids, default=0) + 1,
-            highest_modseq=known_modseq,
-        ),
-        readonly=True,
-        uids=array("I", uids),
-        flags=[frozenset()] * count,
-        modseqs=array("q", [1] * count),
-        internal_dates=array("q", [0] * count),
-        tz_offsets=array("i", [0] * count),
-        sizes=array("q", [1] * count),
-        known_modseq=known_modseq,
-    )
-
-
 def test_hits_of_the_views_modseq_are_taken_as_they_are() -> None:
-    view = _view([1, 2, 4, 5, 9], known_modseq=12)
+    view = view_of([1, 2, 4, 5, 9], known_modseq=12)
     hits = TextHits(12, [2, 5, 9])
     assert _hits_in_view(view, hits) is hits.uids
 
 
 def test_hits_of_another_modseq_are_cut_to_what_the_view_holds() -> None:
-    view = _view([1, 2, 4, 5, 9], known_modseq=12)
+    view = view_of([1, 2, 4, 5, 9], known_modseq=12)
     # Hits of a later modseq: 3 is not in the view (an earlier expunge it reported),
     # 11 arrived after the view was last brought up to date.
     assert _hits_in_view(view, TextHits(14, [2, 3, 5, 11])) == [2, 5]
 
 
 def test_hits_beside_expunges_not_yet_reported_are_cut_to_the_view() -> None:
-    view = _view([1, 2, 4, 5, 9], known_modseq=12)
+    view = view_of([1, 2, 4, 5, 9], known_modseq=12)
     view.apply_changes(_expunged_at(13, [4]))
     assert view.known_modseq == 13 and view.has_pending_expunges
     # Were it taken as it is, an answer with a UID the view has no number for could
