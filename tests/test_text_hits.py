@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import imaplib
 import itertools
 import random
@@ -138,8 +139,8 @@ def test_the_index_is_asked_only_within_the_mailboxs_content_ids(tmp_path: Path)
 
 
 def test_cache_answers_for_the_transactions_modseq_within_its_budget(tmp_path: Path) -> None:
-    """The cache answers with the map of the modseq asked for, never a later one, and
-    forgets the least recently used mailbox past its budget."""
+    """The cache answers with the map of the modseq asked for, never a later one (none
+    for an older one), and forgets the least recently used mailbox past its budget."""
 
     async def scenario(storage: SqliteStorage) -> tuple[int, int, int]:
         inbox = await alice_inbox(storage)
@@ -153,9 +154,9 @@ def test_cache_answers_for_the_transactions_modseq_within_its_budget(tmp_path: P
     with contextlib.closing(sqlite3.connect(tmp_path / "test.db")) as conn:
         first = cache.current(conn, inbox_id, uidvalidity, 50)
         assert len(first) == 5 and cache.current(conn, inbox_id, uidvalidity, 50) is first
-        # An older modseq than the cached map's: read afresh, the cached one kept.
-        older = cache.current(conn, inbox_id, uidvalidity, 40)
-        assert older is not first and older.modseq == 40
+        # An older modseq than the cached map's: not mapped (the search joins in SQL),
+        # the cached one kept.
+        assert cache.current(conn, inbox_id, uidvalidity, 40) is None
         assert cache.current(conn, inbox_id, uidvalidity, 50) is first
         # Another UIDVALIDITY (a new incarnation of the mailbox): read afresh.
         assert cache.current(conn, inbox_id, uidvalidity + 1, 50).uidvalidity == uidvalidity + 1
@@ -164,6 +165,40 @@ def test_cache_answers_for_the_transactions_modseq_within_its_budget(tmp_path: P
         cache.current(conn, other_id, 1, 1)
         again = cache.current(conn, inbox_id, uidvalidity, 50)
         assert again is not first and again.uids_of(["1", "5"]) == first.uids_of(["1", "5"])
+
+
+@pytest.mark.skipif(not sqlite_backend.fts5_trigram_available(), reason="no FTS5 trigram")
+def test_a_search_older_than_the_cached_map_answers_for_its_own_modseq(tmp_path: Path) -> None:
+    """A search whose transaction began before a change that a later search has
+    already mapped gets the answer of its own modseq (joined in SQL), and the later
+    map stays cached."""
+    path = tmp_path / "test.db"
+
+    async def first(storage: SqliteStorage) -> int:
+        inbox = await alice_inbox(storage)
+        await storage.append(inbox.id, [_new("harbor one"), _new("other")])
+        return inbox.id
+
+    inbox_id = run_with_storage(path, first)
+    cache = ContentUidsCache()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as older:
+        older.execute("BEGIN")
+        older.execute("SELECT count(*) FROM messages").fetchone()  # its snapshot starts
+        run_with_storage(path, functools.partial(_expunge_first_and_append, inbox_id))
+        with contextlib.closing(sqlite3.connect(path)) as later:
+            assert text_hits.search(later, inbox_id, '"harbor"', cache).uids == [3]
+        # The later map no longer holds UID 1, which this transaction still sees.
+        assert text_hits.search(older, inbox_id, '"harbor"', cache).uids == [1]
+        older.execute("ROLLBACK")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        uidvalidity, modseq = text_hits._mailbox_state(conn, inbox_id)
+        assert cache.current(conn, inbox_id, uidvalidity, modseq).uids_of(["3"]) == [3]
+
+
+async def _expunge_first_and_append(inbox_id: int, storage: SqliteStorage) -> None:
+    await storage.store_flags(inbox_id, [1], "+", frozenset({"\\Deleted"}))
+    assert await storage.expunge(inbox_id, [1]) == [1]
+    await storage.append(inbox_id, [_new("harbor two")])
 
 
 def test_a_mailbox_larger_than_the_budget_is_joined_in_sql(tmp_path: Path) -> None:
