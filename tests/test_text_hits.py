@@ -129,10 +129,10 @@ def test_the_index_is_asked_only_within_the_mailboxs_content_ids(tmp_path: Path)
     statements: list[str] = []
     with contextlib.closing(sqlite3.connect(tmp_path / "test.db")) as conn:
         conn.set_trace_callback(statements.append)
-        assert text_hits.search(conn, empty_id, '"harbor"', cache).uids == []
+        assert _search(conn, empty_id, '"harbor"', cache).uids == []
         assert not [sql for sql in statements if "MATCH" in sql]
-        assert text_hits.search(conn, later_id, '"harbor"', cache).uids == [1, 3]
-        assert text_hits.search(conn, inbox_id, '"harbor"', cache).uids == [1, 2, 3, 4, 5, 6]
+        assert _search(conn, later_id, '"harbor"', cache).uids == [1, 3]
+        assert _search(conn, inbox_id, '"harbor"', cache).uids == [1, 2, 3, 4, 5, 6]
         ranges = [sql for sql in statements if "MATCH" in sql]
     # Later holds contents 7 and 8 and the copy of content 2.
     assert "BETWEEN 2 AND 8" in ranges[0] and "BETWEEN 1 AND 6" in ranges[1]
@@ -186,13 +186,15 @@ def test_a_search_older_than_the_cached_map_answers_for_its_own_modseq(tmp_path:
         older.execute("SELECT count(*) FROM messages").fetchone()  # its snapshot starts
         run_with_storage(path, functools.partial(_expunge_first_and_append, inbox_id))
         with contextlib.closing(sqlite3.connect(path)) as later:
-            assert text_hits.search(later, inbox_id, '"harbor"', cache).uids == [3]
+            assert _search(later, inbox_id, '"harbor"', cache).uids == [3]
         # The later map no longer holds UID 1, which this transaction still sees.
-        assert text_hits.search(older, inbox_id, '"harbor"', cache).uids == [1]
+        assert _search(older, inbox_id, '"harbor"', cache).uids == [1]
         older.execute("ROLLBACK")
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        uidvalidity, modseq = text_hits._mailbox_state(conn, inbox_id)
-        assert cache.current(conn, inbox_id, uidvalidity, modseq).uids_of(["3"]) == [3]
+        inbox = sqlite_backend._mailbox_by_id(conn, inbox_id)
+        assert cache.current(conn, inbox_id, inbox.uidvalidity, inbox.highest_modseq).uids_of(
+            ["3"]
+        ) == [3]
 
 
 async def _expunge_first_and_append(inbox_id: int, storage: SqliteStorage) -> None:
@@ -215,13 +217,21 @@ def test_a_mailbox_larger_than_the_budget_is_joined_in_sql(tmp_path: Path) -> No
     inbox_id, uidvalidity = run_with_storage(tmp_path / "test.db", scenario)
     cache = ContentUidsCache(budget=5)
     with contextlib.closing(sqlite3.connect(tmp_path / "test.db")) as conn:
-        answers = [text_hits.search(conn, inbox_id, '"harbor"', cache) for _ in range(2)]
+        answers = [_search(conn, inbox_id, '"harbor"', cache) for _ in range(2)]
         assert cache.current(conn, inbox_id, uidvalidity, answers[1].modseq) is None
     assert answers[0] == answers[1]
     assert answers[0].uids == [1, 8]
 
 
 # ----------------------------------------------------------------- the store
+
+
+def _search(
+    conn: sqlite3.Connection, mailbox_id: int, phrase: str, cache: ContentUidsCache
+) -> TextHits:
+    """text_hits.search with the mailbox's row read in *conn*'s transaction, as
+    _search_text reads it."""
+    return text_hits.search(conn, sqlite_backend._mailbox_by_id(conn, mailbox_id), phrase, cache)
 
 
 def _new(text: str) -> NewMessage:

@@ -1717,12 +1717,12 @@ def _search_text(
     needle are both casefolded already), so a match is exactly a substring.  That
     spares reading every hit's text again, which was most of the cost of a common
     word.  Shorter needles have no trigram to look up: they scan the text."""
+    mailbox = _mailbox_by_id(conn, mailbox_id)
     if fts and len(needle) >= TRIGRAM:
         # The index's rowids are content ids; the mailbox's map, read in the same
         # transaction, turns them into UIDs (see mailhaven.storage.text_hits).
         phrase = _fts_phrase(needle, headers=headers)
-        return text_hits.search(conn, mailbox_id, phrase, content_uids)
-    modseq = _mailbox_by_id(conn, mailbox_id).highest_modseq
+        return text_hits.search(conn, mailbox, phrase, content_uids)
     uids = _uid_set(
         conn,
         "SELECT group_concat(m.uid) FROM messages AS m JOIN contents AS c"
@@ -1730,7 +1730,7 @@ def _search_text(
         " (instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0))",
         {"mailbox": mailbox_id, "needle": needle, "headers": headers},
     )
-    return TextHits(modseq, sorted(uids))
+    return TextHits(mailbox.highest_modseq, sorted(uids))
 
 
 def _uid_set(conn: sqlite3.Connection, sql: str, parameters: Any) -> set[int]:

@@ -29,7 +29,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from mailhaven.storage.interface import MailboxNotFound, TextHits
+from mailhaven.storage.interface import Mailbox, TextHits
 
 # Messages mapped over all mailboxes of a process (about 125 bytes each: a dictionary
 # entry, the content id's decimal text and the UID).
@@ -49,7 +49,6 @@ _JOINED_UIDS = (
     " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?"
 )
 _NO_CONTENT_ID = 2**63  # above every content id (SQLite's integers are 64-bit)
-_MAILBOX_STATE = "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?"
 
 _ALL_PAIRS = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? ORDER BY uid"
 _PAIRS_AFTER = "SELECT uid, content_id FROM messages WHERE mailbox_id = ? AND uid > ? ORDER BY uid"
@@ -202,12 +201,12 @@ def _brought_up_to_date(
 
 
 def search(
-    conn: sqlite3.Connection, mailbox_id: int, phrase: str, cache: ContentUidsCache
+    conn: sqlite3.Connection, mailbox: Mailbox, phrase: str, cache: ContentUidsCache
 ) -> TextHits:
-    """The messages of the mailbox whose text matches the FTS5 *phrase*, in *conn*'s
-    read transaction."""
-    uidvalidity, modseq = _mailbox_state(conn, mailbox_id)
-    contents = cache.current(conn, mailbox_id, uidvalidity, modseq)
+    """The messages of *mailbox* (its row as *conn*'s read transaction sees it) whose
+    text matches the FTS5 *phrase*."""
+    mailbox_id, modseq = mailbox.id, mailbox.highest_modseq
+    contents = cache.current(conn, mailbox_id, mailbox.uidvalidity, modseq)
     if contents is None:
         # Not mapped (see ContentUidsCache.current): the hits are joined to their
         # messages in SQL instead.
@@ -226,14 +225,6 @@ def index_hits(conn: sqlite3.Connection, phrase: str, low: int, high: int) -> li
     small or recent mailbox from paying for the whole store's hits."""
     (found,) = conn.execute(_INDEX_HITS, (phrase, low, high)).fetchone()
     return found.split(",") if found else []
-
-
-def _mailbox_state(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
-    """(UIDVALIDITY, HIGHESTMODSEQ) of the mailbox."""
-    row = conn.execute(_MAILBOX_STATE, (mailbox_id,)).fetchone()
-    if row is None:
-        raise MailboxNotFound(f"no mailbox with id {mailbox_id}")
-    return row[0], row[1]
 
 
 class ContentUidsCache:
