@@ -138,11 +138,12 @@ async def alice_inbox_count_is_five(storage: SqliteStorage) -> None:
 
 def test_migration_turns_automerge_off(tmp_path: Path) -> None:
     path = tmp_path / "older.db"
-    run_with_storage(path, alice_inbox)
+    raw = b"Subject: old\r\n\r\nindexed before the step\r\n"
+    database_before_step(path, fts_merge.MIGRATION, [(raw, prepare(raw).metadata)])
     conn = sqlite3.connect(path)
-    # What the previous schema left: FTS5's default automerge, one version back.
+    # What the previous schema left: an index with FTS5's default automerge.
+    conn.executescript(sqlite_backend._FTS_SCHEMA)
     conn.execute("INSERT INTO contents_fts (contents_fts, rank) VALUES ('automerge', 4)")
-    conn.execute(f"PRAGMA user_version = {sqlite_backend.SCHEMA_VERSION - 1}")
     conn.commit()
     conn.close()
     assert automerge_setting(path) == 4

@@ -74,6 +74,8 @@ async def import_folders(
             await _store(storage, mailbox, batch, uidnext, report)
         if uidnext is not None:
             await storage.append_with_uids(mailbox.id, [], [], uidnext_at_least=uidnext)
+        # As `doveadm index` does: the first SELECT after the import need not read it all.
+        await storage.store_column_snapshot(mailbox.id)
 
 
 async def ensure_mailbox(storage: Storage, user: User, name: str) -> Mailbox:

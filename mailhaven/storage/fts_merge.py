@@ -18,18 +18,16 @@ bounded.
 The text is indexed in the message's own transaction as before (searchable and durable
 when the message is acknowledged); only the reorganisation of the index moves.
 
-A merge step commits with ``synchronous = NORMAL``: no fsync of its own.  In WAL mode the
-frames of a later ``FULL`` commit follow it in the same WAL file, and that commit's
-fsync makes the earlier frames durable too; a crash before then loses only the step
-(WAL recovery keeps the transactions up to the last intact commit frame), and a lost
-merge changes no content, only how the index is laid out.  Checkpoints still sync the WAL
-before copying it (SQLite's ``synchronous`` documentation), so no merge frame reaches the
-database file unsynced.
+A merge step commits without an fsync of its own and gives way to another process's
+writer (:mod:`mailhaven.storage.unsynced_writes` says why that is safe): a lost merge
+changes no content, only how the index is laid out.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from mailhaven.storage.unsynced_writes import run_unsynced
 
 # Merging starts once no read or write has run for this long, so a stream of deliveries
 # (one after another over one LMTP or IMAP connection, a few ms apart) or of searches is
@@ -69,27 +67,11 @@ def merge_step(conn: sqlite3.Connection, pages: int = MERGE_STEP_PAGES) -> bool:
     When another process holds the write lock this process is not the only writer
     and its step would make that one wait: the step is skipped (False) at once."""
     before = conn.total_changes
-    (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
-    conn.execute("PRAGMA busy_timeout = 0")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    try:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                return False
-            raise
-        try:
-            conn.execute(
-                "INSERT INTO contents_fts (contents_fts, rank) VALUES ('merge', ?)", (pages,)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
+
+    def merge(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO contents_fts (contents_fts, rank) VALUES ('merge', ?)", (pages,))
+
+    if not run_unsynced(conn, merge):
+        return False
     # The FTS5 documentation: a difference of 2 or more means work was done.
     return conn.total_changes - before >= 2

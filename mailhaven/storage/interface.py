@@ -405,6 +405,12 @@ class Storage(ABC):
         derives from them, possibly shared with other callers: never change it."""
 
     @abstractmethod
+    async def store_column_snapshot(self, mailbox_id: int) -> None:
+        """Keep the mailbox's :meth:`column_snapshot` where the first SELECT of a later
+        process finds it, if the mailbox is large enough for that to pay (after a bulk
+        import, as the first SELECT would otherwise do it)."""
+
+    @abstractmethod
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         """UIDs whose \\Recent belongs to the caller: returns and clears them, so
         only one session sees each message as recent (RFC 3501 2.3.2)."""

@@ -45,9 +45,16 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from mailhaven.storage import column_cache, fts_merge, sqlite_quota, sqlite_wire, text_hits
+from mailhaven.storage import (
+    column_cache,
+    fts_merge,
+    sqlite_quota,
+    sqlite_wire,
+    stored_columns,
+    text_hits,
+)
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
 from mailhaven.storage.column_cache import ColumnCache, ColumnSnapshot
 from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
@@ -81,6 +88,7 @@ from mailhaven.storage.interface import (
 from mailhaven.storage.loop_reads import LoopThreadReads
 from mailhaven.storage.sqlite_security import SECURITY_SCHEMA, SecurityStoreMixin
 from mailhaven.storage.text_hits import ContentUidsCache
+from mailhaven.storage.unsynced_writes import run_unsynced
 
 T = TypeVar("T")
 
@@ -256,6 +264,7 @@ _MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_SEARCH_DATES,
     sqlite_wire.MIGRATION,
     fts_merge.MIGRATION,
+    stored_columns.SCHEMA,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Steps (by their script) followed by Python that fills the new tables for what is stored.
@@ -782,7 +791,32 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             )
             if current is not None:
                 return current
-        return await self._read(_column_snapshot, mailbox_id, self._column_cache)
+        read = await self._read(_column_snapshot, mailbox_id, self._column_cache)
+        if read.worth_storing and self._writer is not None:
+            # For the first SELECT of the next process; this one goes on meanwhile.
+            stored = asyncio.get_running_loop().run_in_executor(
+                self._writer, self._store_columns, mailbox_id, read
+            )
+            stored.add_done_callback(_log_failed_column_store)
+        return read.snapshot
+
+    async def store_column_snapshot(self, mailbox_id: int) -> None:
+        read = await self._read(_column_snapshot, mailbox_id, self._column_cache)
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        if stored_columns.worth_storing(read.snapshot):
+            await asyncio.get_running_loop().run_in_executor(
+                self._writer, self._store_columns, mailbox_id, read
+            )
+
+    def _store_columns(self, mailbox_id: int, read: _ColumnRead) -> None:
+        conn = self._writer_conn
+        assert conn is not None, "the writer connection is opened before any write"
+        data = stored_columns.encode(read.snapshot)
+        uidvalidity, modseq = read.uidvalidity, read.snapshot.modseq
+        run_unsynced(
+            conn, lambda conn: stored_columns.store(conn, mailbox_id, uidvalidity, data, modseq)
+        )
 
     async def claim_recent(self, mailbox_id: int) -> set[int]:
         # After each new message every session that has the mailbox selected claims,
@@ -1390,29 +1424,53 @@ def _message_summaries(conn: sqlite3.Connection, mailbox_id: int) -> list[Messag
     ]
 
 
-def _column_snapshot(
-    conn: sqlite3.Connection, mailbox_id: int, cache: ColumnCache
-) -> ColumnSnapshot:
-    """The mailbox's columns, from the process's cache brought up to date when it
-    holds them (see :mod:`mailhaven.storage.column_cache`), else read in full."""
+def _log_failed_column_store(stored: asyncio.Future[None]) -> None:
+    # Nothing is lost: the next process reads the mailbox in full, as without it.
+    if not stored.cancelled() and stored.exception() is not None:
+        log.warning("storing a mailbox's columns failed", exc_info=stored.exception())
+
+
+class _ColumnRead(NamedTuple):
+    snapshot: ColumnSnapshot
+    uidvalidity: int
+    worth_storing: bool  # in the database, for the first SELECT of the next process
+
+
+def _column_snapshot(conn: sqlite3.Connection, mailbox_id: int, cache: ColumnCache) -> _ColumnRead:
+    """The mailbox's columns, from the process's cache or else the snapshot stored in
+    the database (see :mod:`mailhaven.storage.stored_columns`) brought up to date, else
+    read in full."""
     mailbox = _mailbox_by_id(conn, mailbox_id)
-    modseq = mailbox.highest_modseq
+    uidvalidity, modseq = mailbox.uidvalidity, mailbox.highest_modseq
     try:
-        cached = cache.get(mailbox_id, mailbox.uidvalidity, modseq)
+        cached = cache.get(mailbox_id, uidvalidity, modseq)
     except KeyError:
-        pass
-    else:
-        if cached.modseq == modseq:
-            return cached
-        changed = conn.execute(_CHANGED_SINCE, (mailbox_id, cached.modseq)).fetchall()
-        expunged = [uid for (uid,) in conn.execute(_EXPUNGED_SINCE, (mailbox_id, cached.modseq))]
-        snapshot = column_cache.updated(cached, changed, expunged, parse_flags, modseq)
-        if snapshot is not None:
-            cache.put(mailbox_id, mailbox.uidvalidity, snapshot)
-            return snapshot
+        cached = None
+    if cached is not None and (caught_up := _caught_up(conn, mailbox_id, cached, modseq)):
+        cache.put(mailbox_id, uidvalidity, caught_up[0])
+        return _ColumnRead(caught_up[0], uidvalidity, False)
+    stored = stored_columns.load(conn, mailbox_id, uidvalidity, modseq)
+    if stored is not None and (caught_up := _caught_up(conn, mailbox_id, stored, modseq)):
+        snapshot, changes = caught_up
+        cache.put(mailbox_id, uidvalidity, snapshot)
+        store_again = changes >= stored_columns.STORE_AGAIN_AFTER_CHANGES
+        return _ColumnRead(snapshot, uidvalidity, store_again)
     snapshot = ColumnSnapshot(_all_columns(conn, mailbox_id), modseq)
-    cache.put(mailbox_id, mailbox.uidvalidity, snapshot)
-    return snapshot
+    cache.put(mailbox_id, uidvalidity, snapshot)
+    return _ColumnRead(snapshot, uidvalidity, stored_columns.worth_storing(snapshot))
+
+
+def _caught_up(
+    conn: sqlite3.Connection, mailbox_id: int, snapshot: ColumnSnapshot, modseq: int
+) -> tuple[ColumnSnapshot, int] | None:
+    """*snapshot* brought to *modseq*, with the number of changes applied; None when
+    they are too many to apply one by one."""
+    if snapshot.modseq == modseq:
+        return snapshot, 0
+    changed = conn.execute(_CHANGED_SINCE, (mailbox_id, snapshot.modseq)).fetchall()
+    expunged = [uid for (uid,) in conn.execute(_EXPUNGED_SINCE, (mailbox_id, snapshot.modseq))]
+    result = column_cache.updated(snapshot, changed, expunged, parse_flags, modseq)
+    return None if result is None else (result, len(changed) + len(expunged))
 
 
 def _all_columns(conn: sqlite3.Connection, mailbox_id: int) -> MessageColumns:
