@@ -138,6 +138,21 @@ def test_open_creates_versioned_wal_schema(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_readers_map_the_file_and_the_writer_does_not(tmp_path: Path) -> None:
+    def mmap_size(conn: sqlite3.Connection) -> int:
+        return conn.execute("PRAGMA mmap_size").fetchone()[0]
+
+    async def scenario(storage: SqliteStorage) -> tuple[int, int]:
+        reader = await storage._read(mmap_size)
+        loop = asyncio.get_running_loop()
+        writer = await loop.run_in_executor(storage._writer, mmap_size, storage._writer_conn)
+        return reader, writer
+
+    reader, writer = run_with_storage(tmp_path / "test.db", scenario)
+    assert reader > 0
+    assert writer == 0
+
+
 def test_open_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "test.db"
     with sqlite3.connect(path) as conn:
