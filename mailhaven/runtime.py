@@ -9,6 +9,11 @@
 * Every connection holds a file descriptor.  Linux starts processes with a soft limit
   of 1,024; a server configured for more connections raises its soft limit to the
   hard one at start, and says so when even that is below what it was configured for.
+* The event loop shares the interpreter lock with the storage's reader and writer
+  threads.  Every SQLite call and socket write releases it, and getting it back waits
+  until the thread holding it is asked to give it up: after Python's default switch
+  interval of 5 ms.  Under a mixed load the loop thread waited that long after many
+  of its small reads; a serving process uses 1 ms (GIL_SWITCH_SECONDS).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import importlib.util
 import logging
 import resource
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -27,6 +33,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+# Measured with the mixed load (docs/performance.md, fifth round): 1 ms beat 5 ms in six
+# alternated runs out of six (throughput +4-13%, p99 -10-17%); 0.2 ms was worse than both.
+GIL_SWITCH_SECONDS = 0.001
 # Descriptors besides connections: the store (database, WAL, shared memory and one
 # connection per reader thread), listeners, the supervisor link, logs, TLS files.
 RESERVED_DESCRIPTORS = 64
@@ -64,6 +73,7 @@ def run(main: Coroutine[Any, Any, T], event_loop: str = "auto", *, implicit_tls:
     except ConfigError:
         main.close()  # never awaited
         raise
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 

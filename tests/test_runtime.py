@@ -51,6 +51,17 @@ def test_implicit_tls_keeps_auto_on_asyncio_and_refuses_uvloop() -> None:
         runtime.loop_factory("uvloop", implicit_tls=True)
 
 
+def test_a_serving_process_switches_threads_every_millisecond() -> None:
+    async def switch_interval() -> float:
+        return sys.getswitchinterval()
+
+    before = sys.getswitchinterval()
+    try:
+        assert runtime.run(switch_interval(), "asyncio") == runtime.GIL_SWITCH_SECONDS == 0.001
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_event_loop_setting_accepts_only_known_loops(tmp_path: Path) -> None:
     config = tmp_path / "mailhaven.toml"
     config.write_text('[server]\nevent_loop = "asyncio"\n')
