@@ -15,7 +15,9 @@ wrong.  The checks (see docs/security.md):
   reads instead of the message;
 * every mailbox's superiors exist (RFC 9051 6.3.4) and UIDVALIDITY was handed out
   by the database-wide counter;
-* the full-text index matches the contents (FTS5 ``integrity-check``).
+* the full-text index matches the contents (FTS5 ``integrity-check``);
+* every column snapshot stored for a first SELECT, brought up to date as a SELECT would
+  bring it, equals the mailbox's messages (``storage/stored_columns.py``).
 
 The database is opened read-write only so FTS5 can run its check; nothing is
 changed (the whole check runs in one transaction that is rolled back).
@@ -25,6 +27,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
+from mailhaven.storage import sqlite as backend
+from mailhaven.storage import stored_columns
+from mailhaven.storage.interface import MessageColumns
 
 # (description, query returning one row per violation)
 _CHECKS: tuple[tuple[str, str], ...] = (
@@ -88,6 +94,7 @@ def check_database(path: Path) -> list[str]:
                 + _hierarchy_checks(conn)
                 + _stored_apart_checks(conn)
                 + _fts_checks(conn)
+                + _stored_snapshot_checks(conn)
             )
         finally:
             conn.execute("ROLLBACK")
@@ -161,3 +168,43 @@ def _fts_checks(conn: sqlite3.Connection) -> list[str]:
     except sqlite3.DatabaseError as error:
         return [f"full-text index does not match the contents: {error}"]
     return []
+
+
+def _stored_snapshot_checks(conn: sqlite3.Connection) -> list[str]:
+    if not _table_exists(conn, "column_snapshots"):
+        return []
+    problems = []
+    for (mailbox_id,) in conn.execute("SELECT mailbox_id FROM column_snapshots").fetchall():
+        mailbox = backend._mailbox_by_id(conn, mailbox_id)
+        modseq = mailbox.highest_modseq
+        stored = stored_columns.load(conn, mailbox_id, mailbox.uidvalidity, modseq)
+        if stored is None:
+            problems.append(
+                f"stored column snapshot unreadable, of another UIDVALIDITY or from after"
+                f" HIGHESTMODSEQ: mailbox {mailbox_id}"
+            )
+            continue
+        caught_up = backend._caught_up(conn, mailbox_id, stored, modseq)
+        if caught_up is None:
+            continue  # too far behind to be used: the next SELECT reads the mailbox in full
+        if column_lists(caught_up[0].columns) != column_lists(
+            backend._all_columns(conn, mailbox_id)
+        ):
+            problems.append(
+                f"stored column snapshot differs from its messages: mailbox {mailbox_id}"
+            )
+    return problems
+
+
+def column_lists(columns: MessageColumns) -> tuple[list[object], ...]:
+    return tuple(
+        list(column)
+        for column in (
+            columns.uids,
+            columns.flags,
+            columns.modseqs,
+            columns.internal_dates,
+            columns.tz_offsets,
+            columns.sizes,
+        )
+    )
