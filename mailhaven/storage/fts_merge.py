@@ -15,8 +15,9 @@ as before.  If merging cannot keep up (writes without pause), FTS5's ``crisismer
 (16 segments on one level) still merges inside the insert, so the segment count stays
 bounded.
 
-The text is indexed in the message's own transaction as before (searchable and durable
-when the message is acknowledged); only the reorganisation of the index moves.
+The text itself is indexed after the message's transaction, in batches, by the same idle
+steps (:mod:`mailhaven.storage.text_backlog`, which keeps it searchable meanwhile); the
+reorganisation of the index follows once nothing is left to index.
 
 A merge step commits with ``synchronous = NORMAL``: no fsync of its own.  In WAL mode the
 frames of a later ``FULL`` commit follow it in the same WAL file, and that commit's
