@@ -602,7 +602,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         the store to be idle: the unindexed tail SEARCH scans stays bounded while
         deliveries never pause (storage.text_backlog)."""
         if self._merging or self._writer is None:
-            return  # the step under way indexes before it merges
+            return  # a step is under way; the next write's completion asks again
         if self._merge_timer is not None:
             self._merge_timer.cancel()
             self._merge_timer = None

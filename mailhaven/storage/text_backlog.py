@@ -64,7 +64,7 @@ END;
 
 # After the index is (re)built from every content: it covers every id handed out.
 ALL_INDEXED = (
-    f"UPDATE meta SET value = (SELECT value FROM meta WHERE key = 'last_content_id')"
+    "UPDATE meta SET value = (SELECT value FROM meta WHERE key = 'last_content_id')"
     f" WHERE key = '{WATERMARK}';"
 )
 

@@ -64,7 +64,7 @@ _TAIL_HITS = (
 )
 _TAIL_UIDS = (
     "SELECT group_concat(m.uid) FROM contents AS c CROSS JOIN messages AS m"
-    f" ON m.content_id = c.id WHERE c.id > :after AND m.mailbox_id = :mailbox"
+    " ON m.content_id = c.id WHERE c.id > :after AND m.mailbox_id = :mailbox"
     f" AND ({_TAIL_CONDITION})"
 )
 _NO_CONTENT_ID = 2**63  # above every content id (SQLite's integers are 64-bit)
