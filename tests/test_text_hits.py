@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from mailhaven.codec import wire
 from mailhaven.imap.search import _hits_in_view
 from mailhaven.storage import sqlite as sqlite_backend
-from mailhaven.storage import text_hits
+from mailhaven.storage import text_backlog, text_hits
 from mailhaven.storage.interface import Changes, Mailbox, NewMessage, TextHits
 from mailhaven.storage.sqlite import SqliteStorage
 from mailhaven.storage.text_hits import ContentUids, ContentUidsCache
@@ -128,7 +128,12 @@ def test_the_index_is_asked_only_within_the_mailboxs_content_ids(tmp_path: Path)
     cache = ContentUidsCache()
     statements: list[str] = []
     with contextlib.closing(sqlite3.connect(tmp_path / "test.db")) as conn:
+        # Closed before the writer was idle: nothing indexed yet, the text is scanned.
         conn.set_trace_callback(statements.append)
+        assert _search(conn, inbox_id, '"harbor"', cache).uids == [1, 2, 3, 4, 5, 6]
+        assert not [sql for sql in statements if "MATCH" in sql]
+        index_everything(conn)
+        statements.clear()
         assert _search(conn, empty_id, '"harbor"', cache).uids == []
         assert not [sql for sql in statements if "MATCH" in sql]
         assert _search(conn, later_id, '"harbor"', cache).uids == [1, 3]
@@ -231,7 +236,15 @@ def _search(
 ) -> TextHits:
     """text_hits.search with the mailbox's row read in *conn*'s transaction, as
     _search_text reads it."""
-    return text_hits.search(conn, sqlite_backend._mailbox_by_id(conn, mailbox_id), phrase, cache)
+    mailbox = sqlite_backend._mailbox_by_id(conn, mailbox_id)
+    return text_hits.search(conn, mailbox, phrase, cache, phrase.strip('"'), True)
+
+
+def index_everything(conn: sqlite3.Connection) -> None:
+    """Index every content not yet indexed (what the idle writer does), on *conn*."""
+    with conn:
+        while text_backlog.index_next(conn):
+            pass
 
 
 def _new(text: str) -> NewMessage:

@@ -15,7 +15,9 @@ wrong.  The checks (see docs/security.md):
   reads instead of the message;
 * every mailbox's superiors exist (RFC 9051 6.3.4) and UIDVALIDITY was handed out
   by the database-wide counter;
-* the full-text index matches the contents (FTS5 ``integrity-check``);
+* the full-text index matches the contents (FTS5 ``integrity-check``), once the contents
+  above its watermark (not yet indexed: ``storage/text_backlog.py``) are indexed inside
+  the check's transaction; the watermark is not above the last content id handed out;
 * every column snapshot stored for a first SELECT, brought up to date as a SELECT would
   bring it, equals the mailbox's messages (``storage/stored_columns.py``).
 
@@ -29,7 +31,7 @@ import sqlite3
 from pathlib import Path
 
 from mailhaven.storage import sqlite as backend
-from mailhaven.storage import stored_columns
+from mailhaven.storage import stored_columns, text_backlog
 from mailhaven.storage.interface import MessageColumns
 
 # (description, query returning one row per violation)
@@ -162,7 +164,18 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
 def _fts_checks(conn: sqlite3.Connection) -> list[str]:
     if not _table_exists(conn, "contents_fts"):
         return []
+    watermark = conn.execute(
+        "SELECT w.value, c.value FROM meta w, meta c"
+        " WHERE w.key = ? AND c.key = 'last_content_id' AND w.value > c.value",
+        (text_backlog.WATERMARK,),
+    ).fetchone()
+    if watermark is not None:
+        return [f"text index watermark {watermark[0]} above the last content id {watermark[1]}"]
     try:
+        # The contents not yet indexed are indexed first (the transaction is rolled
+        # back), so the comparison below covers them too.
+        while text_backlog.index_next(conn):
+            pass
         # rank = 1: also compare the index with the external content table.
         conn.execute("INSERT INTO contents_fts (contents_fts, rank) VALUES ('integrity-check', 1)")
     except sqlite3.DatabaseError as error:

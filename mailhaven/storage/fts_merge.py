@@ -15,8 +15,9 @@ as before.  If merging cannot keep up (writes without pause), FTS5's ``crisismer
 (16 segments on one level) still merges inside the insert, so the segment count stays
 bounded.
 
-The text is indexed in the message's own transaction as before (searchable and durable
-when the message is acknowledged); only the reorganisation of the index moves.
+The text itself is indexed after the message's transaction, in batches, by the same idle
+steps (:mod:`mailhaven.storage.text_backlog`, which keeps it searchable meanwhile); the
+reorganisation of the index follows once nothing is left to index.
 
 A merge step commits without an fsync of its own and gives way to another process's
 writer (:mod:`mailhaven.storage.unsynced_writes` says why that is safe): a lost merge
@@ -68,10 +69,9 @@ def merge_step(conn: sqlite3.Connection, pages: int = MERGE_STEP_PAGES) -> bool:
     and its step would make that one wait: the step is skipped (False) at once."""
     before = conn.total_changes
 
-    def merge(conn: sqlite3.Connection) -> None:
+    def merge(conn: sqlite3.Connection) -> bool:
         conn.execute("INSERT INTO contents_fts (contents_fts, rank) VALUES ('merge', ?)", (pages,))
+        # The FTS5 documentation: a difference of 2 or more means work was done.
+        return conn.total_changes - before >= 2
 
-    if not run_unsynced(conn, merge):
-        return False
-    # The FTS5 documentation: a difference of 2 or more means work was done.
-    return conn.total_changes - before >= 2
+    return run_unsynced(conn, merge) or False

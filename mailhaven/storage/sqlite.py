@@ -53,6 +53,7 @@ from mailhaven.storage import (
     sqlite_quota,
     sqlite_wire,
     stored_columns,
+    text_backlog,
     text_hits,
 )
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
@@ -265,31 +266,28 @@ _MIGRATIONS: tuple[str, ...] = (
     sqlite_wire.MIGRATION,
     fts_merge.MIGRATION,
     stored_columns.SCHEMA,
+    text_backlog.MIGRATION,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Steps (by their script) followed by Python that fills the new tables for what is stored.
 _MIGRATION_BACKFILLS: dict[str, Callable[[sqlite3.Connection], None]] = {
     sqlite_wire.MIGRATION: sqlite_wire.backfill,
     fts_merge.MIGRATION: fts_merge.backfill,
+    text_backlog.MIGRATION: text_backlog.backfill,
 }
 
 # External-content FTS table: the text is stored once, in contents.  The text is
-# casefolded before it is stored, so the tokenizer need not fold it again.
-_FTS_SCHEMA = """
+# casefolded before it is stored, so the tokenizer need not fold it again.  New
+# contents are indexed after their transaction, in batches (storage.text_backlog).
+_FTS_SCHEMA = f"""
 CREATE VIRTUAL TABLE contents_fts USING fts5(
     body_text, header_text,
     content = 'contents', content_rowid = 'id',
     tokenize = 'trigram case_sensitive 1'
 );
-CREATE TRIGGER contents_fts_insert AFTER INSERT ON contents BEGIN
-    INSERT INTO contents_fts (rowid, body_text, header_text)
-    VALUES (new.id, new.body_text, new.header_text);
-END;
-CREATE TRIGGER contents_fts_delete AFTER DELETE ON contents BEGIN
-    INSERT INTO contents_fts (contents_fts, rowid, body_text, header_text)
-    VALUES ('delete', old.id, old.body_text, old.header_text);
-END;
+{text_backlog.DELETE_TRIGGER}
 INSERT INTO contents_fts (contents_fts) VALUES ('rebuild');
+{text_backlog.ALL_INDEXED}
 """
 
 _MAILBOX_COLUMNS = (
@@ -483,6 +481,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._merge_timer: asyncio.TimerHandle | None = None
         self._reads_in_flight = 0  # handed to the reader threads and not yet done
         self._last_done = 0.0  # when the last read or write completed, on the loop's clock
+        self._index_backlog = 0  # contents left unindexed by the last write (text_backlog)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -610,11 +609,28 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         self._writes_in_flight -= 1
         self._publish_committed(future)
         self._last_done = future.get_loop().time()
+        if self._index_backlog >= text_backlog.BACKLOG_BOUND:
+            self._index_backlog_now()
         self._arm_index_merge(fts_merge.IDLE_SECONDS)
+
+    def _index_backlog_now(self) -> None:
+        """Queue an index batch behind the writes already queued, without waiting for
+        the store to be idle: the unindexed tail SEARCH scans stays bounded while
+        deliveries never pause (storage.text_backlog)."""
+        if self._merging or self._writer is None:
+            return  # a step is under way; the next write's completion asks again
+        if self._merge_timer is not None:
+            self._merge_timer.cancel()
+            self._merge_timer = None
+        self._index_backlog = 0
+        self._merging = True
+        step = asyncio.get_running_loop().run_in_executor(self._writer, self._merge_step)
+        step.add_done_callback(self._merge_step_done)
 
     # The text index is merged in steps on the writer thread once no read or write has
     # been running for fts_merge.IDLE_SECONDS (see storage.fts_merge); a step that found
     # work is followed by the next, after a short pause, as long as the store stays idle.
+    # Contents not yet indexed are indexed first, by the same steps (text_backlog).
 
     def _arm_index_merge(self, delay: float) -> None:
         if self._fts and self._merge_timer is None and not self._merging and self._writer:
@@ -640,6 +656,10 @@ class SqliteStorage(SecurityStoreMixin, Storage):
     def _merge_step(self) -> bool:
         conn = self._writer_conn
         assert conn is not None, "the writer connection is opened before any write"
+        unindexed = text_backlog.backlog(conn)
+        if unindexed > 0:
+            text_backlog.index_batch(conn)
+            return text_backlog.backlog(conn) < unindexed  # not when another writer held on
         return fts_merge.merge_step(conn)
 
     def _merge_step_done(self, step: asyncio.Future[bool]) -> None:
@@ -667,6 +687,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         transaction = _Transaction(conn)
         try:
             result = work(transaction, *args)
+            if self._fts:
+                # Two lookups in meta: whether this write grew the backlog past its bound.
+                self._index_backlog = text_backlog.backlog(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -1793,7 +1816,7 @@ def _search_text(
         # The index's rowids are content ids; the mailbox's map, read in the same
         # transaction, turns them into UIDs (see mailhaven.storage.text_hits).
         phrase = _fts_phrase(needle, headers=headers)
-        return text_hits.search(conn, mailbox, phrase, content_uids)
+        return text_hits.search(conn, mailbox, phrase, content_uids, needle, headers)
     uids = _uid_set(
         conn,
         "SELECT group_concat(m.uid) FROM messages AS m JOIN contents AS c"

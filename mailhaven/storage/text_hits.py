@@ -19,6 +19,11 @@ for QRESYNC, RFC 7162) name the ones that went.  Each map belongs to one modseq 
 mailbox: a search reads the mailbox row, the map and the index in one read transaction,
 so its UIDs are exactly the matching messages at that modseq, which the caller compares
 with the modseq its view has seen.
+
+The index covers the contents up to its watermark (:mod:`mailhaven.storage.text_backlog`),
+read in the same transaction; the few above it, stored but not yet indexed, are matched
+by scanning their text for the needle, the substring definition itself, so what the
+search finds does not depend on how far the index has come.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from mailhaven.storage import text_backlog
 from mailhaven.storage.interface import Mailbox, TextHits
 
 # Messages mapped over all mailboxes of a process (about 125 bytes each: a dictionary
@@ -47,6 +53,19 @@ _INDEX_HITS = (
 _JOINED_UIDS = (
     "SELECT group_concat(m.uid) FROM contents_fts AS f CROSS JOIN messages AS m"
     " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?"
+)
+# The contents above the watermark, not yet in the index: their casefolded text scanned.
+_TAIL_CONDITION = (
+    "instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0)"
+)
+_TAIL_HITS = (
+    "SELECT group_concat(c.id) FROM contents AS c"
+    f" WHERE c.id > :after AND c.id BETWEEN :low AND :high AND ({_TAIL_CONDITION})"
+)
+_TAIL_UIDS = (
+    "SELECT group_concat(m.uid) FROM contents AS c CROSS JOIN messages AS m"
+    " ON m.content_id = c.id WHERE c.id > :after AND m.mailbox_id = :mailbox"
+    f" AND ({_TAIL_CONDITION})"
 )
 _NO_CONTENT_ID = 2**63  # above every content id (SQLite's integers are 64-bit)
 
@@ -201,21 +220,36 @@ def _brought_up_to_date(
 
 
 def search(
-    conn: sqlite3.Connection, mailbox: Mailbox, phrase: str, cache: ContentUidsCache
+    conn: sqlite3.Connection,
+    mailbox: Mailbox,
+    phrase: str,
+    cache: ContentUidsCache,
+    needle: str,
+    headers: bool,
 ) -> TextHits:
     """The messages of *mailbox* (its row as *conn*'s read transaction sees it) whose
-    text matches the FTS5 *phrase*."""
+    text matches the FTS5 *phrase*, the query for the casefolded *needle* in the body
+    (with *headers*, in the header too)."""
     mailbox_id, modseq = mailbox.id, mailbox.highest_modseq
+    indexed_through = text_backlog.watermark(conn)
+    tail = {"needle": needle, "headers": headers, "after": indexed_through}
     contents = cache.current(conn, mailbox_id, mailbox.uidvalidity, modseq)
     if contents is None:
         # Not mapped (see ContentUidsCache.current): the hits are joined to their
         # messages in SQL instead.
         (found,) = conn.execute(_JOINED_UIDS, (phrase, mailbox_id)).fetchone()
+        (unindexed,) = conn.execute(_TAIL_UIDS, {**tail, "mailbox": mailbox_id}).fetchone()
+        found = ",".join(filter(None, (found, unindexed)))
         return TextHits(modseq, sorted(map(int, found.split(","))) if found else [])
     low, high = contents.content_range()
     if low > high:
         return TextHits(modseq, [])  # an empty mailbox: no need to ask the index
-    return TextHits(modseq, contents.uids_of(index_hits(conn, phrase, low, high)))
+    hits = index_hits(conn, phrase, low, min(high, indexed_through))
+    if high > indexed_through:
+        (unindexed,) = conn.execute(_TAIL_HITS, {**tail, "low": low, "high": high}).fetchone()
+        if unindexed:
+            hits.extend(unindexed.split(","))
+    return TextHits(modseq, contents.uids_of(hits))
 
 
 def index_hits(conn: sqlite3.Connection, phrase: str, low: int, high: int) -> list[str]:
@@ -223,6 +257,8 @@ def index_hits(conn: sqlite3.Connection, phrase: str, low: int, high: int) -> li
     *phrase*: one string from SQLite rather than a row a hit (a row costs about 2,700
     instructions).  The index covers every mailbox of every user; the range keeps a
     small or recent mailbox from paying for the whole store's hits."""
+    if low > high:
+        return []  # every content of the range is above the watermark
     (found,) = conn.execute(_INDEX_HITS, (phrase, low, high)).fetchone()
     return found.split(",") if found else []
 

@@ -1,8 +1,9 @@
 """Transactions of derived data that commit without an fsync of their own.
 
-Some writes only lay out or cache what the store already holds durably: merging the
-text index's segments (:mod:`mailhaven.storage.fts_merge`), a mailbox's columns kept for
-the next process's first SELECT (:mod:`mailhaven.storage.stored_columns`).  Losing one
+Some writes only index, lay out or cache what the store already holds durably: indexing
+the text of new contents (:mod:`mailhaven.storage.text_backlog`), merging the text
+index's segments (:mod:`mailhaven.storage.fts_merge`), a mailbox's columns kept for the
+next process's first SELECT (:mod:`mailhaven.storage.stored_columns`).  Losing one
 in a crash loses no mail, so they commit with ``synchronous = NORMAL``.  In WAL mode the
 frames of a later ``FULL`` commit follow them in the same WAL file, and that commit's
 fsync makes the earlier frames durable too; a crash before then loses only the unsynced
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def run_unsynced(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], object]) -> bool:
-    """Run *work(conn)* in a transaction of its own on the writer's connection (outside
-    any transaction), committed without fsync.  False, with nothing done, when another
+def run_unsynced(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T | None:
+    """*work(conn)* in a transaction of its own on the writer's connection (outside any
+    transaction), committed without fsync; None, with nothing done, when another
     process holds the write lock."""
     (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     conn.execute("PRAGMA busy_timeout = 0")
@@ -32,10 +36,10 @@ def run_unsynced(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                return False
+                return None
             raise
         try:
-            work(conn)
+            result = work(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -44,4 +48,4 @@ def run_unsynced(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
     finally:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
-    return True
+    return result
