@@ -755,9 +755,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
     async def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
         # One row by its unique key (SELECT, STATUS, APPEND each start here): read on
         # the event loop's thread when it can be (see storage.loop_reads).
-        mailbox = self._loop_reads.run(_mailbox_by_name, user_id, name)
-        if mailbox is not None:
-            return mailbox
+        rows = self._loop_reads.rows(_MAILBOX_BY_NAME, (user_id, name))
+        if rows:
+            return _mailbox(rows[0])
         return await self._read(_mailbox_by_name, user_id, name)
 
     async def create_mailbox(
@@ -820,11 +820,9 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         # The cached snapshot is current when the mailbox's modseq has not moved since
         # (every change takes a new one): that is one primary-key read, done on the
         # event loop's thread, with no hand-off to a reader.
-        mailbox = self._loop_reads.run(_mailbox_by_id, mailbox_id)
-        if mailbox is not None:
-            current = self._column_cache.current(
-                mailbox_id, mailbox.uidvalidity, mailbox.highest_modseq
-            )
+        rows = self._loop_reads.rows(_INCARNATION_BY_ID, (mailbox_id,))
+        if rows:
+            current = self._column_cache.current(mailbox_id, *rows[0])
             if current is not None:
                 return current
         read = await self._read(_column_snapshot, mailbox_id, self._column_cache)
@@ -859,8 +857,10 @@ class SqliteStorage(SecurityStoreMixin, Storage):
         # and only the first finds anything: the others look on a reader (or the event
         # loop's own read) rather than queue behind the writer's commits (which wait
         # for fsync).
-        has_recent = self._loop_reads.run(_has_recent, mailbox_id)
-        if has_recent is None:
+        rows = self._loop_reads.rows(_HAS_RECENT, (mailbox_id, mailbox_id))
+        if rows and rows[0][0]:
+            has_recent = bool(rows[0][1])
+        else:  # not answerable here, or the mailbox is gone (raised by the reader)
             has_recent = await self._read(_has_recent, mailbox_id)
         if not has_recent:
             return set()
@@ -1008,10 +1008,14 @@ class SqliteStorage(SecurityStoreMixin, Storage):
 # --------------------------------------------------------------------------- shared queries
 
 
+_MAILBOX_BY_ID = f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?"
+_MAILBOX_BY_NAME = f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE user_id = ? AND name = ?"
+# What a process's cached column snapshot is checked against (see ColumnCache.current).
+_INCARNATION_BY_ID = "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?"
+
+
 def _mailbox_by_id(conn: sqlite3.Connection, mailbox_id: int) -> Mailbox:
-    row = conn.execute(
-        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)
-    ).fetchone()
+    row = conn.execute(_MAILBOX_BY_ID, (mailbox_id,)).fetchone()
     if row is None:
         raise MailboxNotFound(f"no mailbox with id {mailbox_id}")
     return _mailbox(row)
@@ -1026,10 +1030,7 @@ def _selectable_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> Mailbox:
 
 
 def _mailbox_by_name(conn: sqlite3.Connection, user_id: int, name: str) -> Mailbox | None:
-    row = conn.execute(
-        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE user_id = ? AND name = ?",
-        (user_id, name),
-    ).fetchone()
+    row = conn.execute(_MAILBOX_BY_NAME, (user_id, name)).fetchone()
     return None if row is None else _mailbox(row)
 
 
@@ -1760,14 +1761,20 @@ def _fetch_wire(
     return sqlite_wire.fetch(conn, mailbox_id, _json_ids(uids))
 
 
+# (whether the mailbox exists, whether a message of it holds \Recent) in one statement,
+# so that the event loop's thread can answer it (see storage.loop_reads).
+_HAS_RECENT = (
+    "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE id = ?),"
+    " EXISTS (SELECT 1 FROM messages INDEXED BY messages_recent"
+    " WHERE mailbox_id = ? AND recent = 1)"
+)
+
+
 def _has_recent(conn: sqlite3.Connection, mailbox_id: int) -> bool:
-    _mailbox_by_id(conn, mailbox_id)
-    row = conn.execute(
-        "SELECT 1 FROM messages INDEXED BY messages_recent"
-        " WHERE mailbox_id = ? AND recent = 1 LIMIT 1",
-        (mailbox_id,),
-    ).fetchone()
-    return row is not None
+    exists, has_recent = conn.execute(_HAS_RECENT, (mailbox_id, mailbox_id)).fetchone()
+    if not exists:
+        raise MailboxNotFound(f"no mailbox with id {mailbox_id}")
+    return bool(has_recent)
 
 
 def _object_data(
