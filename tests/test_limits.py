@@ -96,6 +96,17 @@ def test_connections_per_account(start) -> None:
     second.login("alice")
 
 
+def test_idle_clients_are_logged_out_before_and_after_login(start) -> None:
+    server = start(preauth_timeout_seconds=1, autologout_seconds=1)
+    before_login, after_login = server.raw(), server.raw()
+    after_login.login("alice")
+    for client in (before_login, after_login):
+        assert client.read_line() == b"* BYE Autologout: idle for too long"
+        with pytest.raises(ConnectionError):
+            client.read_line()
+    assert wait_until(lambda: not server.server._connections)
+
+
 def test_a_client_that_never_reads_cannot_grow_server_buffers(start) -> None:
     server = start(write_timeout_seconds=1)
     message = b"Subject: big\r\n\r\n" + b"x" * (1024 * 1024 - 18) + b"\r\n"
