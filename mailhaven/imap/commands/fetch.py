@@ -36,6 +36,7 @@ from mailhaven.mime.sections import header_block_section, is_header_section
 from mailhaven.storage.interface import MessageContent, MessageObjectData, StoredWire
 
 BATCH = 256  # messages whose content is loaded at once
+BATCH_BYTES = 8 * 1024 * 1024  # and at most this much of their raw text (one at least)
 
 _NEEDS_RAW = frozenset(
     {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]", "BINARY", "BINARY.SIZE"}
@@ -147,46 +148,95 @@ async def fetch(session: Session, command: c.Fetch) -> Tagged:
     load = _Loading(attributes)
     encode_items = _item_encoder(view, attributes)
     missing = 0
-    for start in range(0, len(uids), BATCH):
-        batch = uids[start : start + BATCH]
-        contents: dict[int, MessageContent] = {}
-        if load.content:
-            loaded = await session.storage.fetch_content(
-                view.mailbox.id, batch, raw=load.raw, metadata=load.metadata
-            )
-            contents = {content.uid: content for content in loaded}
-        headers: dict[int, bytes] = {}
-        if load.headers:
-            headers = await session.storage.fetch_headers(view.mailbox.id, batch)
-        wires: dict[int, StoredWire] = {}
-        if load.wire:
-            wires = await session.storage.fetch_wire(view.mailbox.id, batch)
-            contents = await _metadata_lacking_wire(session, view, batch, wires)
-        objects: dict[int, MessageObjectData] = {}
-        if load.objects:
-            found = await session.storage.object_data(view.mailbox.id, batch)
-            objects = {item.uid: item for item in found}
+    for batch in _batches(view, uids, load):
+        loaded = await _load_batch(session, view, load, batch)
         messages = []
         for uid in batch:
-            number = view.sequence_number(uid)
-            content = contents.get(uid)
-            header = headers.get(uid)
-            wire = wires.get(uid)
-            if (
-                number is None
-                or (load.content and content is None)
-                or (load.headers and header is None)
-                or (load.wire and wire is None and content is None)
-                or (load.objects and uid not in objects)
-            ):
+            message = loaded.message(view, load, uid)
+            if message is None:
                 missing += 1
-                continue
-            messages.append(_Message(uid, number, content, objects.get(uid), header, wire))
+            else:
+                messages.append(message)
         await _load_raw_for_old_previews(session, view, messages, attributes)
         await session.send_encoded(load.encoder((m.number, encode_items(m)) for m in messages))
     if missing:
         raise no("Some messages were expunged by another session", b"EXPUNGEISSUED")
     return Tagged(command.tag, "OK", "FETCH completed")
+
+
+def _batches(view: SelectedMailbox, uids: Sequence[int], load: _Loading) -> list[list[int]]:
+    """*uids* in batches of at most BATCH messages and, when the raw messages are
+    loaded, at most BATCH_BYTES of them (one message at least), so that a batch of
+    large messages does not hold hundreds of megabytes."""
+    if not load.raw:
+        return [list(uids[start : start + BATCH]) for start in range(0, len(uids), BATCH)]
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    size = 0
+    sizes = view.sizes
+    for uid, index in zip(uids, view.indexes_of(uids), strict=True):
+        message_size = sizes[index]
+        if batch and (len(batch) == BATCH or size + message_size > BATCH_BYTES):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(uid)
+        size += message_size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+class _Loaded:
+    """What was read for one batch."""
+
+    def __init__(
+        self,
+        contents: dict[int, MessageContent],
+        headers: dict[int, bytes],
+        wires: dict[int, StoredWire],
+        objects: dict[int, MessageObjectData],
+    ) -> None:
+        self.contents, self.headers, self.wires, self.objects = contents, headers, wires, objects
+
+    def message(self, view: SelectedMailbox, load: _Loading, uid: int) -> _Message | None:
+        """What the response for *uid* is built from; None when it was expunged meanwhile
+        (by another session: its content is gone, or the view no longer holds it)."""
+        number = view.sequence_number(uid)
+        content = self.contents.get(uid)
+        header = self.headers.get(uid)
+        wire = self.wires.get(uid)
+        if (
+            number is None
+            or (load.content and content is None)
+            or (load.headers and header is None)
+            or (load.wire and wire is None and content is None)
+            or (load.objects and uid not in self.objects)
+        ):
+            return None
+        return _Message(uid, number, content, self.objects.get(uid), header, wire)
+
+
+async def _load_batch(
+    session: Session, view: SelectedMailbox, load: _Loading, batch: list[int]
+) -> _Loaded:
+    contents: dict[int, MessageContent] = {}
+    if load.content:
+        loaded = await session.storage.fetch_content(
+            view.mailbox.id, batch, raw=load.raw, metadata=load.metadata
+        )
+        contents = {content.uid: content for content in loaded}
+    headers: dict[int, bytes] = {}
+    if load.headers:
+        headers = await session.storage.fetch_headers(view.mailbox.id, batch)
+    wires: dict[int, StoredWire] = {}
+    if load.wire:
+        wires = await session.storage.fetch_wire(view.mailbox.id, batch)
+        contents = await _metadata_lacking_wire(session, view, batch, wires)
+    objects: dict[int, MessageObjectData] = {}
+    if load.objects:
+        found = await session.storage.object_data(view.mailbox.id, batch)
+        objects = {item.uid: item for item in found}
+    return _Loaded(contents, headers, wires, objects)
 
 
 async def _metadata_lacking_wire(
