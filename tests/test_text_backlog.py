@@ -224,13 +224,7 @@ def test_the_idle_writer_indexes_the_backlog(tmp_path: Path) -> None:
     async def scenario(storage: SqliteStorage) -> int:
         inbox = await alice_inbox(storage)
         await storage.append(inbox.id, [_new(f"harbor {i}") for i in range(10)])
-        conn = storage._writer_conn
-        assert conn is not None
-        for _ in range(500):  # bounded: at most 10 s
-            await asyncio.sleep(0.02)
-            if text_backlog.backlog(conn) == 0:
-                break
-        return text_backlog.backlog(conn)
+        return await _backlog_once_idle(storage)
 
     assert run_with_storage(path, scenario) == 0
     watermark, last = _state(path)
@@ -275,14 +269,9 @@ def test_after_a_crash_the_backlog_is_found_and_indexed(tmp_path: Path) -> None:
         inbox = await storage.get_mailbox(user.id, "INBOX")
         assert inbox is not None
         found = await storage.search_text(inbox.id, "delivery07", headers=False)
-        conn = storage._writer_conn
-        assert conn is not None
-        for _ in range(500):  # bounded: at most 10 s
-            await asyncio.sleep(0.02)
-            if text_backlog.backlog(conn) == 0:
-                break
+        backlog = await _backlog_once_idle(storage)
         everything = await storage.search_text(inbox.id, "harbor", headers=False)
-        return found, everything, text_backlog.backlog(conn)
+        return found, everything, backlog
 
     assert run_with_storage(path, scenario) == ({8}, set(range(1, 13)), 0)
     _index_is_consistent(path)
@@ -351,3 +340,15 @@ def test_a_fully_indexed_database_is_migrated_with_its_watermark_at_the_end(
     conn.close()
     assert "contents_fts_insert" not in triggers and "contents_fts_delete" in triggers
     _index_is_consistent(path)
+
+
+async def _backlog_once_idle(storage: SqliteStorage) -> int:
+    """The unindexed contents left once the idle writer had time to index them all
+    (polled: at most 10 s)."""
+    conn = storage._writer_conn
+    assert conn is not None
+    for _ in range(500):
+        await asyncio.sleep(0.02)
+        if text_backlog.backlog(conn) == 0:
+            break
+    return text_backlog.backlog(conn)
