@@ -7,7 +7,7 @@ import time
 
 from imapclient import IMAPClient
 
-from tests.support import PASSWORD, ServerThread, mail
+from tests.support import PASSWORD, ServerThread, count_reads, mail
 
 
 def connect(server: ServerThread) -> IMAPClient:
@@ -158,3 +158,28 @@ def test_selected_mailbox_deleted_by_another_session(server):
     lines = phone.command(b"x", b"APPEND Box {%d+}\r\n%s" % (len(mail(2)), mail(2)))
     assert lines[-1].startswith(b"x NO [TRYCREATE]")
     assert phone.command(b"i", b"SELECT INBOX")[-1].startswith(b"i OK")
+
+
+def test_own_store_is_not_read_back_unless_something_came_between(server):
+    """A STORE that took the mailbox's next modseq leaves the view current; one made
+    after another session's change still reports that change."""
+    laptop = connect(server)
+    for n in range(3):
+        laptop.append("INBOX", mail(n))
+    laptop.select_folder("INBOX")
+    phone = server.raw()
+    phone.login("alice")
+    phone.command(b"s", b"SELECT INBOX (CONDSTORE)")
+    reads = count_reads(server.storage)
+    phone.command(b"a", b"STORE 1 +FLAGS.SILENT (\\Seen)")
+    assert "_changes_since" not in reads  # its own change, nothing else: no read back
+    laptop.add_flags([2], [b"\\Flagged"])  # the phone has not been told yet
+    lines = phone.command(b"b", b"STORE 3 +FLAGS.SILENT (\\Answered)")
+    assert "_changes_since" in reads
+    assert any(line.startswith(b"* 2 FETCH") and b"\\Flagged" in line for line in lines)
+    assert not any(line.startswith(b"* 3 FETCH") for line in lines)  # .SILENT
+    lines = phone.command(b"c", b"NOOP")
+    assert not any(b"FETCH" in line for line in lines)  # nothing reported twice
+    status = laptop.folder_status("INBOX", ["HIGHESTMODSEQ"])[b"HIGHESTMODSEQ"]
+    lines = phone.command(b"d", b"SELECT INBOX (CONDSTORE)")
+    assert any(b"HIGHESTMODSEQ %d]" % status in line for line in lines)

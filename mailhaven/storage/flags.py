@@ -10,7 +10,7 @@ dropped here and backends track it separately.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 RECENT = "\\Recent"
 
@@ -62,6 +62,23 @@ def apply_store(current: frozenset[str], mode: str, requested: Iterable[str]) ->
     else:
         result = {key: existing.get(key, flag) for key, flag in wanted.items()}
     return frozenset(result.values())
+
+
+def store_applier(
+    mode: str, requested: frozenset[str]
+) -> Callable[[frozenset[str]], frozenset[str]]:
+    """:func:`apply_store` with *mode* and *requested*, computed once per distinct flag
+    set: a mailbox's messages share a handful of flag sets, and a STORE on 10,000 of
+    them would otherwise redo the same work for each."""
+    results: dict[frozenset[str], frozenset[str]] = {}
+
+    def apply(current: frozenset[str]) -> frozenset[str]:
+        result = results.get(current)
+        if result is None:
+            result = results[current] = apply_store(current, mode, requested)
+        return result
+
+    return apply
 
 
 def serialize_flags(flags: Iterable[str]) -> str:

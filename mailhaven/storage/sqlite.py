@@ -58,7 +58,12 @@ from mailhaven.storage import (
 )
 from mailhaven.storage.coalesce import Claim, RecentClaims, SharedReads
 from mailhaven.storage.column_cache import ColumnCache, ColumnSnapshot
-from mailhaven.storage.flags import apply_store, normalize_flags, parse_flags, serialize_flags
+from mailhaven.storage.flags import (
+    normalize_flags,
+    parse_flags,
+    serialize_flags,
+    store_applier,
+)
 from mailhaven.storage.interface import (
     ChangeHub,
     Changes,
@@ -1623,19 +1628,22 @@ def _store_flags(
     ).fetchall()
     refused: list[int] = []
     updates: list[tuple[MessageSummary, frozenset[str]]] = []
+    applied = store_applier(mode, flags)
     for summary in map(_summary, rows):
         if unchanged_since is not None and summary.modseq > unchanged_since:
             refused.append(summary.uid)
             continue
-        new_flags = apply_store(summary.flags, mode, flags)
+        new_flags = applied(summary.flags)
         if new_flags != summary.flags:
             updates.append((summary, new_flags))
     if not updates:
         return StoreResult((), tuple(refused))
     modseq = tx.new_modseq(mailbox_id)
+    # Each distinct flag set is serialised once, like the change itself.
+    texts = {new: serialize_flags(new) for new in {new for _, new in updates}}
     conn.executemany(
         "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-        [(serialize_flags(new), modseq, mailbox_id, old.uid) for old, new in updates],
+        [(texts[new], modseq, mailbox_id, old.uid) for old, new in updates],
     )
     changed = tuple(
         MessageSummary(

@@ -10,7 +10,7 @@ from mailhaven.imap import condstore
 from mailhaven.imap.flags import normalize_flags
 from mailhaven.imap.selected import SelectedMailbox
 from mailhaven.imap.session import Session, bad, no
-from mailhaven.storage.flags import apply_store
+from mailhaven.storage.flags import store_applier
 from mailhaven.storage.interface import StoreResult
 
 
@@ -26,9 +26,8 @@ async def store(session: Session, command: c.Store) -> Tagged:
     flags = normalize_flags(command.flags)
     # What the client would expect each message to look like afterwards, from the
     # flags it was last told about.
-    expected = {
-        uid: apply_store(view.flags_of(uid), command.mode, flags) for uid in uids if uid in view
-    }
+    applied = store_applier(command.mode, flags)
+    expected = {uid: applied(view.flags_of(uid)) for uid in uids if uid in view}
     result = await session.storage.store_flags(
         view.mailbox.id, uids, command.mode, flags, command.unchanged_since
     )
