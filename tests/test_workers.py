@@ -200,3 +200,32 @@ def test_sigterm_stops_all_workers_with_exit_code_0(server: ServeProcess) -> Non
     assert server.process.wait(timeout=30) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert "Traceback" not in "".join(server.lines)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """Nobody would restart or stop them, and they would no longer hear each other's
+    changes: workers whose supervisor died (SIGKILL: no chance to stop them) stop."""
+    config = tmp_path / "mailhaven.toml"
+    config.write_text("")
+    serving = ServeProcess(tmp_path / "data", config)
+    try:
+        serving.wait_for_line(r"listening imaps on")
+        assert until(lambda: len(serving.worker_pids()) == 2)
+        workers = serving.worker_pids().values()
+        serving.process.kill()
+        serving.process.wait()
+        assert until(lambda: not any(map(_running, workers)))
+    finally:
+        if serving.process.poll() is None:
+            serving.process.kill()
+            serving.process.wait()
+
+
+def _running(pid: int) -> bool:
+    """Whether *pid* runs; an exited process nobody reaped yet (a zombie: its parent is
+    gone and the machine's init may not reap) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
