@@ -21,22 +21,16 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import threading
 import weakref
 from array import array
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mailhaven.storage.interface import MessageColumns
+from mailhaven.storage.mailbox_lru import DEFAULT_BUDGET, Kept, MailboxLru, too_many_changes
 
 SEEN = "\\Seen"
-
-# Messages kept over all cached mailboxes of a process (about 40 bytes each).
-DEFAULT_BUDGET = 250_000
-# Bringing columns up to date costs Python work per change: past this share of the
-# mailbox, reading it again is as cheap.
-_MOST_CHANGES_APPLIED = 4
 
 
 class _Unknown:
@@ -185,20 +179,15 @@ class ColumnCache:
     """A bounded LRU of mailbox snapshots; safe to use from several threads."""
 
     def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
-        self._budget = budget
-        self._entries: OrderedDict[int, tuple[int, ColumnSnapshot]] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
+        self._kept: MailboxLru[ColumnSnapshot] = MailboxLru(budget)
 
     def get(self, mailbox_id: int, uidvalidity: int, modseq: int) -> ColumnSnapshot:
         """The cached snapshot of the mailbox, if it belongs to this incarnation and
         is not from the future; else KeyError."""
-        with self._lock:
-            uidvalidity_held, snapshot = self._entries[mailbox_id]
-            self._entries.move_to_end(mailbox_id)
-        if uidvalidity_held != uidvalidity or snapshot.modseq > modseq:
+        kept = self._kept.get(mailbox_id)
+        if kept is None or kept.uidvalidity != uidvalidity or kept.modseq > modseq:
             raise KeyError(mailbox_id)
-        return snapshot
+        return kept.value
 
     def current(self, mailbox_id: int, uidvalidity: int, modseq: int) -> ColumnSnapshot | None:
         """The cached snapshot if it is exactly the mailbox at *modseq*, else None."""
@@ -209,21 +198,8 @@ class ColumnCache:
         return snapshot if snapshot.modseq == modseq else None
 
     def put(self, mailbox_id: int, uidvalidity: int, snapshot: ColumnSnapshot) -> None:
-        count = len(snapshot.uids)
-        with self._lock:
-            old = self._entries.get(mailbox_id)
-            if old is not None:
-                if old[0] == uidvalidity and old[1].modseq > snapshot.modseq:
-                    return  # another reader already stored a later state
-                self._size -= len(old[1].uids)
-                del self._entries[mailbox_id]
-            if count > self._budget:
-                return
-            self._entries[mailbox_id] = (uidvalidity, snapshot)
-            self._size += count
-            while self._size > self._budget:
-                _, (_, evicted) = self._entries.popitem(last=False)
-                self._size -= len(evicted.uids)
+        kept = Kept(uidvalidity, snapshot.modseq, len(snapshot.uids), snapshot)
+        self._kept.put(mailbox_id, kept)
 
 
 def owned_copy(columns: MessageColumns) -> MessageColumns:
@@ -270,7 +246,7 @@ def updated(
     The columns are copied (:func:`owned_copy`, or :func:`without` the expunged);
     the flag counts and the first unseen message are carried over and corrected
     for the changes alone."""
-    if (len(changed_rows) + len(expunged)) * _MOST_CHANGES_APPLIED > max(len(snapshot.uids), 64):
+    if too_many_changes(len(changed_rows) + len(expunged), len(snapshot.uids)):
         return None
     counts = _Counts(snapshot._flag_counts)
     first_unseen = snapshot._first_unseen

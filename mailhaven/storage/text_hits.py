@@ -31,17 +31,12 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from mailhaven.storage import text_backlog
 from mailhaven.storage.interface import Mailbox, TextHits
+from mailhaven.storage.mailbox_lru import DEFAULT_BUDGET, Kept, MailboxLru, too_many_changes
 
-# Messages mapped over all mailboxes of a process (about 125 bytes each: a dictionary
-# entry, the content id's decimal text and the UID).
-DEFAULT_BUDGET = 250_000
-# Past this share of the mailbox changed, reading it again costs no more.
-_MOST_CHANGES_APPLIED = 4
 # FTS5 seeks to a rowid range in each doclist: a common word among 1,000 consecutive
 # contents of a 100,000-content index costs 0.9 ms instead of 26 ms.
 _INDEX_HITS = (
@@ -186,9 +181,8 @@ class ContentUids:
         when so much changed, or has been expunged since the full read, that reading
         the mailbox again is as cheap."""
         gone = self._gone.union(expunged) if expunged else self._gone
-        # Past a quarter of the mailbox, applying the changes (or filtering the UIDs
-        # expunged since the read out of every answer) costs as much as a new read.
-        if max(len(added) + len(expunged), len(gone)) * _MOST_CHANGES_APPLIED > max(len(self), 64):
+        # Filtering the UIDs expunged since the read out of every answer counts too.
+        if too_many_changes(max(len(added) + len(expunged), len(gone)), len(self)):
             return None
         last_uid = self.last_uid
         if added:
@@ -268,9 +262,7 @@ class ContentUidsCache:
     several threads (the reader threads share it)."""
 
     def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
-        self._budget = budget
-        self._entries: OrderedDict[int, ContentUids] = OrderedDict()
-        self._size = 0
+        self._kept: MailboxLru[ContentUids] = MailboxLru(budget)
         self._lock = threading.Lock()
         # Mailboxes (id: UIDVALIDITY) whose map alone was over the budget.
         self._too_large: dict[int, int] = {}
@@ -289,10 +281,9 @@ class ContentUidsCache:
         with self._lock:
             if self._too_large.get(mailbox_id) == uidvalidity:
                 return None
-            cached = self._entries.get(mailbox_id)
-            if cached is not None:
-                self._entries.move_to_end(mailbox_id)
-        if cached is not None and cached.uidvalidity == uidvalidity:
+        kept = self._kept.get(mailbox_id)
+        if kept is not None and kept.uidvalidity == uidvalidity:
+            cached = kept.value
             if cached.modseq == modseq:
                 return cached
             if cached.modseq > modseq:
@@ -306,18 +297,6 @@ class ContentUidsCache:
         return fresh
 
     def _put(self, mailbox_id: int, entry: ContentUids) -> None:
-        with self._lock:
-            old = self._entries.get(mailbox_id)
-            if old is not None:
-                if old.uidvalidity == entry.uidvalidity and old.modseq > entry.modseq:
-                    return  # another reader already stored a later state
-                self._size -= len(old)
-                del self._entries[mailbox_id]
-            if len(entry) > self._budget:
+        if not self._kept.put(mailbox_id, Kept(entry.uidvalidity, entry.modseq, len(entry), entry)):
+            with self._lock:
                 self._too_large[mailbox_id] = entry.uidvalidity
-                return
-            self._entries[mailbox_id] = entry
-            self._size += len(entry)
-            while self._size > self._budget:
-                _, evicted = self._entries.popitem(last=False)
-                self._size -= len(evicted)
