@@ -1835,8 +1835,7 @@ def _search_text(
     uids = _uid_set(
         conn,
         "SELECT group_concat(m.uid) FROM messages AS m JOIN contents AS c"
-        " ON c.id = m.content_id WHERE m.mailbox_id = :mailbox AND"
-        " (instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0))",
+        f" ON c.id = m.content_id WHERE m.mailbox_id = :mailbox AND {text_hits.SUBSTRING_MATCH}",
         {"mailbox": mailbox_id, "needle": needle, "headers": headers},
     )
     return TextHits(mailbox.highest_modseq, sorted(uids))

@@ -49,18 +49,20 @@ _JOINED_UIDS = (
     "SELECT group_concat(m.uid) FROM contents_fts AS f CROSS JOIN messages AS m"
     " ON m.content_id = f.rowid WHERE f.contents_fts MATCH ? AND m.mailbox_id = ?"
 )
-# The contents above the watermark, not yet in the index: their casefolded text scanned.
-_TAIL_CONDITION = (
-    "instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0)"
+# The substring definition itself, on a content ``c``'s casefolded text: what the index
+# answers, and what answers without it (contents above the watermark, not yet in the
+# index, and needles too short to have a trigram).
+SUBSTRING_MATCH = (
+    "(instr(c.body_text, :needle) > 0 OR (:headers AND instr(c.header_text, :needle) > 0))"
 )
 _TAIL_HITS = (
     "SELECT group_concat(c.id) FROM contents AS c"
-    f" WHERE c.id > :after AND c.id BETWEEN :low AND :high AND ({_TAIL_CONDITION})"
+    f" WHERE c.id > :after AND c.id BETWEEN :low AND :high AND {SUBSTRING_MATCH}"
 )
 _TAIL_UIDS = (
     "SELECT group_concat(m.uid) FROM contents AS c CROSS JOIN messages AS m"
     " ON m.content_id = c.id WHERE c.id > :after AND m.mailbox_id = :mailbox"
-    f" AND ({_TAIL_CONDITION})"
+    f" AND {SUBSTRING_MATCH}"
 )
 _NO_CONTENT_ID = 2**63  # above every content id (SQLite's integers are 64-bit)
 
