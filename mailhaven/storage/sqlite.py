@@ -628,9 +628,7 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             self._merge_timer.cancel()
             self._merge_timer = None
         self._index_backlog = 0
-        self._merging = True
-        step = asyncio.get_running_loop().run_in_executor(self._writer, self._merge_step)
-        step.add_done_callback(self._merge_step_done)
+        self._start_merge_step(self._writer)
 
     # The text index is merged in steps on the writer thread once no read or write has
     # been running for fts_merge.IDLE_SECONDS (see storage.fts_merge); a step that found
@@ -654,8 +652,11 @@ class SqliteStorage(SecurityStoreMixin, Storage):
             wait = fts_merge.IDLE_SECONDS if self._reads_in_flight else wait
             self._arm_index_merge(wait)
             return
+        self._start_merge_step(self._writer)
+
+    def _start_merge_step(self, writer: ThreadPoolExecutor) -> None:
         self._merging = True
-        step = loop.run_in_executor(self._writer, self._merge_step)
+        step = asyncio.get_running_loop().run_in_executor(writer, self._merge_step)
         step.add_done_callback(self._merge_step_done)
 
     def _merge_step(self) -> bool:
